@@ -1,0 +1,541 @@
+//! Run configurations and model presets as serde structs: TOML in, validated, `--set` overrides,
+//! and the resolved config written as JSON beside a run.
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Network presets shipped in `models/`, embedded so a config can name them from anywhere.
+const PRESETS: &[(&str, &str)] = &[
+    ("wrn-28-10", include_str!("../models/wrn-28-10.toml")),
+    ("wrn-28-2", include_str!("../models/wrn-28-2.toml")),
+    ("wrn-16-2", include_str!("../models/wrn-16-2.toml")),
+    ("convnet-small", include_str!("../models/convnet-small.toml")),
+    ("mlp-2d", include_str!("../models/mlp-2d.toml")),
+];
+
+/// Names of the embedded network presets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _)| *n).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    Wrn,
+    Convnet,
+    Mlp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Norm {
+    None,
+    Batch,
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    LeakyRelu,
+    Swish,
+}
+
+/// What the network's output means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// Logits f(x)[y]; E(x) = -logsumexp_y f(x)[y] (JEM).
+    Classifier,
+    /// One scalar f(x); E(x) = -f(x) (IGEBM, 2-D densities).
+    Energy,
+}
+
+/// An energy network: architecture and its hyper-parameters (the TOML files of `models/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Architecture,
+    /// WRN depth (6n+4).
+    #[serde(default = "d_depth")]
+    pub depth: usize,
+    /// WRN widen factor, or the ConvNet's base channel count.
+    #[serde(default = "d_width")]
+    pub width: usize,
+    /// Hidden units of the MLP.
+    #[serde(default = "d_hidden")]
+    pub hidden: usize,
+    /// Hidden layers of the MLP.
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    #[serde(default = "d_norm")]
+    pub norm: Norm,
+    #[serde(default = "d_act")]
+    pub activation: Activation,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub spectral_norm: bool,
+    #[serde(default = "d_classes")]
+    pub num_classes: usize,
+    #[serde(default = "d_head")]
+    pub head: Head,
+    /// Input shape of one example: [C, H, W] for images, [D] for points.
+    #[serde(default = "d_input")]
+    pub input_shape: Vec<usize>,
+}
+
+fn d_depth() -> usize {
+    28
+}
+fn d_width() -> usize {
+    10
+}
+fn d_hidden() -> usize {
+    128
+}
+fn d_layers() -> usize {
+    3
+}
+fn d_norm() -> Norm {
+    Norm::None
+}
+fn d_act() -> Activation {
+    Activation::LeakyRelu
+}
+fn d_classes() -> usize {
+    10
+}
+fn d_head() -> Head {
+    Head::Classifier
+}
+fn d_input() -> Vec<usize> {
+    vec![3, 32, 32]
+}
+
+impl ModelConfig {
+    /// Loads a preset by name (`wrn-28-10`) or from a TOML file path.
+    pub fn from_preset(name: &str) -> crate::Result<Self> {
+        let (origin, text) = match PRESETS.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => (format!("preset `{name}`"), text.to_string()),
+            None => {
+                let path = Path::new(name);
+                if !path.exists() {
+                    bail!("model `{name}`: neither a preset ({}) nor an existing TOML file", preset_names().join(", "));
+                }
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read model preset", path.display()))?;
+                (path.display().to_string(), text)
+            }
+        };
+        let cfg: ModelConfig = toml::from_str(&text).with_context(|| format!("{origin}: invalid model preset"))?;
+        cfg.validate().with_context(|| format!("{origin}: invalid model preset"))?;
+        Ok(cfg)
+    }
+
+    /// Rejects values no network can be built from, naming the key.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.arch == Architecture::Wrn && (self.depth < 10 || (self.depth - 4) % 6 != 0) {
+            bail!("model.depth = {}: a Wide-ResNet needs depth 6n+4 with n >= 1 (10, 16, 22, 28, ...)", self.depth);
+        }
+        if self.width == 0 {
+            bail!("model.width must be positive");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("model.dropout = {}: must be in [0, 1)", self.dropout);
+        }
+        if self.head == Head::Classifier && self.num_classes < 2 {
+            bail!("model.num_classes = {}: a classifier head needs at least 2 classes", self.num_classes);
+        }
+        match self.arch {
+            Architecture::Mlp if self.input_shape.len() != 1 => {
+                bail!("model.input_shape = {:?}: the MLP takes flat vectors [D]", self.input_shape)
+            }
+            Architecture::Wrn | Architecture::Convnet if self.input_shape.len() != 3 => {
+                bail!("model.input_shape = {:?}: convolutional networks take images [C, H, W]", self.input_shape)
+            }
+            _ => {}
+        }
+        if self.input_shape.iter().any(|&d| d == 0) {
+            bail!("model.input_shape = {:?}: dimensions must be positive", self.input_shape);
+        }
+        Ok(())
+    }
+
+    /// Number of outputs of the head: classes for a classifier, 1 for an energy head.
+    pub fn is_conditional(&self) -> bool {
+        self.head == Head::Classifier
+    }
+}
+
+/// A training run: everything `ebm train` needs, as written in `configs/*.toml`.
+/// Every section has defaults, so a config only states what differs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The network, fully resolved (a `preset` key in the TOML is expanded by [`TrainConfig::parse`]).
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub sgld: SgldConfig,
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+    #[serde(default)]
+    pub train: LoopConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training set spec (see `ebm data --help`).
+    pub spec: String,
+    /// Optional test set, evaluated at the end of every epoch.
+    pub test_spec: Option<String>,
+    pub batch_size: usize,
+    /// Fraction of the training set held out for validation (JEM: 5,000 of 50,000).
+    pub valid_fraction: f64,
+    /// JEM's augmentation: reflect-pad 4, random crop, horizontal flip.
+    pub augment: bool,
+    /// Standard deviation of Gaussian noise added to every data image (JEM: 0.03).
+    pub noise_sigma: f64,
+    /// Batches prepared ahead by the loader thread.
+    pub prefetch: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            spec: "synthetic:shapes".into(),
+            test_spec: None,
+            batch_size: 64,
+            valid_fraction: 0.1,
+            augment: true,
+            noise_sigma: 0.03,
+            prefetch: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub name: OptimizerKind,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// Linear warm-up of the learning rate over this many iterations (0: none).
+    pub warmup_iters: u64,
+    /// Epochs at which the learning rate is multiplied by `decay_rate`.
+    pub decay_epochs: Vec<u64>,
+    pub decay_rate: f64,
+    /// Clip the global gradient norm to this value (0: off).
+    pub clip_grad_norm: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            name: OptimizerKind::Adam,
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            warmup_iters: 1000,
+            decay_epochs: vec![160, 180],
+            decay_rate: 0.3,
+            clip_grad_norm: 0.0,
+        }
+    }
+}
+
+/// The form of the Langevin update on the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SgldVariant {
+    /// JEM: x += step * grad_x f(x) + noise * N(0, I).
+    Jem,
+    /// IGEBM: x += noise * N(0, I); x -= step * clip(grad_x E(x), +-grad_clip); clamp to the data range.
+    Igebm,
+    /// Textbook ULA: x += (step/2) * grad_x log p(x) + sqrt(step) * N(0, I), with step = eps^2.
+    Textbook,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgldConfig {
+    pub variant: SgldVariant,
+    pub steps: usize,
+    pub step_size: f64,
+    pub noise: f64,
+    /// Per-pixel gradient clip of the IGEBM variant.
+    pub grad_clip: f64,
+    /// Clamp samples to the data range [-1, 1] after every step.
+    pub clamp: bool,
+}
+
+impl Default for SgldConfig {
+    fn default() -> Self {
+        SgldConfig { variant: SgldVariant::Jem, steps: 20, step_size: 1.0, noise: 0.01, grad_clip: 0.01, clamp: false }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// Use a replay buffer (persistent chains); off: every chain starts from fresh noise.
+    pub enabled: bool,
+    pub size: usize,
+    /// Fraction of chains restarted from uniform noise at every draw (JEM, IGEBM: 0.05).
+    pub reinit_fraction: f64,
+    /// Split the buffer into one block per class, for conditional sampling.
+    pub per_class: bool,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig { enabled: true, size: 10_000, reinit_fraction: 0.05, per_class: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectiveKind {
+    /// JEM's hybrid: CE on labelled data + the p(x) term [+ the p(x|y) term].
+    Jem,
+    /// IGEBM's contrastive divergence with the energy-magnitude penalty.
+    Igebm,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    pub name: ObjectiveKind,
+    /// Weight of the cross-entropy (p(y|x)) term.
+    pub ce_weight: f64,
+    /// Weight of the generative p(x) term.
+    pub px_weight: f64,
+    /// Weight of the class-conditional p(x|y) term.
+    pub pxy_weight: f64,
+    /// Energy-magnitude penalty alpha * (E(x+)^2 + E(x-)^2) (IGEBM: 1).
+    pub alpha: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig { name: ObjectiveKind::Jem, ce_weight: 1.0, px_weight: 1.0, pxy_weight: 0.0, alpha: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    pub epochs: u64,
+    /// Stop after this many iterations in all (0: run all epochs).
+    pub max_steps: u64,
+    pub seed: u64,
+    pub device: String,
+    /// Write a line to metrics.jsonl every this many iterations.
+    pub log_every: u64,
+    /// Save a PNG sample grid every this many iterations (0: off).
+    pub sample_every: u64,
+    /// Write a checkpoint every this many iterations (0: only at epoch ends and at the end).
+    pub ckpt_every: u64,
+    /// Step checkpoints kept besides `last` and `best`.
+    pub keep_checkpoints: usize,
+    /// CPU threads for libtorch (0: its default).
+    pub threads: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            epochs: 200,
+            max_steps: 0,
+            seed: 1,
+            device: "auto".into(),
+            log_every: 100,
+            sample_every: 1000,
+            ckpt_every: 1000,
+            keep_checkpoints: 2,
+            threads: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config file, applies `key=value` overrides and resolves the model preset.
+    pub fn load(path: &Path, overrides: &[String]) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+        Self::parse(&text, overrides).with_context(|| format!("{}: invalid config", path.display()))
+    }
+
+    /// Parses TOML text, applies `key=value` overrides, expands `model.preset` and validates.
+    pub fn parse(text: &str, overrides: &[String]) -> crate::Result<Self> {
+        let mut value: toml::Value = toml::from_str(text)?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        expand_model_preset(&mut value)?;
+        Self::from_value(value)
+    }
+
+    /// Deserialises a fully resolved config (as written to config.json), naming any bad key.
+    pub fn from_value(value: toml::Value) -> crate::Result<Self> {
+        let cfg: TrainConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("key `{path}`: {}", e.into_inner())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a resolved config from JSON (a run's config.json or a checkpoint's manifest).
+    pub fn from_json(json: &serde_json::Value) -> crate::Result<Self> {
+        let cfg: TrainConfig = serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("key `{path}`: {}", e.into_inner())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values no run can use, naming the key, before any work is done.
+    pub fn validate(&self) -> crate::Result<()> {
+        self.model.validate()?;
+        let positive = |v: f64, key: &str| -> crate::Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("key `{key}` = {v}: must be a positive number");
+            }
+            Ok(())
+        };
+        let non_negative = |v: f64, key: &str| -> crate::Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("key `{key}` = {v}: must be a finite number >= 0");
+            }
+            Ok(())
+        };
+        if self.data.batch_size == 0 {
+            bail!("key `data.batch_size` = 0: must be positive");
+        }
+        if !(0.0..1.0).contains(&self.data.valid_fraction) {
+            bail!("key `data.valid_fraction` = {}: must be in [0, 1)", self.data.valid_fraction);
+        }
+        non_negative(self.data.noise_sigma, "data.noise_sigma")?;
+        positive(self.optim.lr, "optim.lr")?;
+        if !(0.0..1.0).contains(&self.optim.beta1) {
+            bail!("key `optim.beta1` = {}: must be in [0, 1)", self.optim.beta1);
+        }
+        if !(0.0..1.0).contains(&self.optim.beta2) {
+            bail!("key `optim.beta2` = {}: must be in [0, 1)", self.optim.beta2);
+        }
+        positive(self.optim.eps, "optim.eps")?;
+        non_negative(self.optim.momentum, "optim.momentum")?;
+        non_negative(self.optim.weight_decay, "optim.weight_decay")?;
+        positive(self.optim.decay_rate, "optim.decay_rate")?;
+        non_negative(self.optim.clip_grad_norm, "optim.clip_grad_norm")?;
+        non_negative(self.sgld.step_size, "sgld.step_size")?;
+        non_negative(self.sgld.noise, "sgld.noise")?;
+        positive(self.sgld.grad_clip, "sgld.grad_clip")?;
+        if self.buffer.enabled && self.buffer.size == 0 {
+            bail!("key `buffer.size` = 0: must be positive when the buffer is enabled");
+        }
+        if !(0.0..=1.0).contains(&self.buffer.reinit_fraction) {
+            bail!("key `buffer.reinit_fraction` = {}: must be in [0, 1]", self.buffer.reinit_fraction);
+        }
+        if self.buffer.per_class && !self.model.is_conditional() {
+            bail!("key `buffer.per_class` = true: needs a classifier head (model.head = \"classifier\")");
+        }
+        if self.buffer.per_class && self.buffer.size < self.model.num_classes {
+            bail!("key `buffer.size` = {}: smaller than the number of classes", self.buffer.size);
+        }
+        for (v, key) in [
+            (self.objective.ce_weight, "objective.ce_weight"),
+            (self.objective.px_weight, "objective.px_weight"),
+            (self.objective.pxy_weight, "objective.pxy_weight"),
+            (self.objective.alpha, "objective.alpha"),
+        ] {
+            non_negative(v, key)?;
+        }
+        if self.objective.name == ObjectiveKind::Jem && !self.model.is_conditional() {
+            bail!("key `objective.name` = \"jem\": needs a classifier head (model.head = \"classifier\")");
+        }
+        if self.train.epochs == 0 && self.train.max_steps == 0 {
+            bail!("key `train.epochs` = 0 with no `train.max_steps`: nothing to train");
+        }
+        if self.train.log_every == 0 {
+            bail!("key `train.log_every` = 0: must be positive");
+        }
+        crate::device::parse_device_syntax(&self.train.device).context("key `train.device`")?;
+        Ok(())
+    }
+
+    /// The resolved config as JSON (config.json, checkpoint manifests).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a config always serialises")
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML tree; the value is read as a TOML literal (number, bool, array)
+/// or, failing that, as a string.
+fn apply_override(root: &mut toml::Value, assignment: &str) -> crate::Result<()> {
+    let (key, raw) =
+        assignment.split_once('=').with_context(|| format!("override `{assignment}`: expected key=value"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        bail!("override `{assignment}`: empty key");
+    }
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut node = root;
+    for part in &parts[..parts.len() - 1] {
+        let table = node.as_table_mut().with_context(|| format!("override `{key}`: `{part}` is not a table"))?;
+        node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let table = node.as_table_mut().with_context(|| format!("override `{key}`: parent is not a table"))?;
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Replaces `[model] preset = "NAME"` by the preset's keys, the other `[model]` keys overriding them.
+fn expand_model_preset(root: &mut toml::Value) -> crate::Result<()> {
+    let table = root.as_table_mut().context("config: top level is not a table")?;
+    let model =
+        table.get_mut("model").context("key `model` missing: name a preset with [model] preset = \"wrn-28-10\"")?;
+    let model = model.as_table_mut().context("key `model`: expected a table")?;
+    if let Some(preset) = model.remove("preset") {
+        let name = preset.as_str().context("key `model.preset`: expected a string")?;
+        let base = ModelConfig::from_preset(name).context("key `model.preset`")?;
+        let mut merged = match toml::Value::try_from(base)? {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("a struct serialises to a table"),
+        };
+        for (k, v) in std::mem::take(model) {
+            merged.insert(k, v);
+        }
+        *model = merged;
+    }
+    Ok(())
+}

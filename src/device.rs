@@ -1,0 +1,81 @@
+//! Device selection (`auto|cpu|cuda|cuda:N`) and what `ebm info` reports about libtorch.
+use anyhow::{bail, Context};
+use serde::Serialize;
+use tch::{Cuda, Device};
+
+/// Checks the syntax of a device name without asking libtorch what is present.
+pub fn parse_device_syntax(name: &str) -> crate::Result<Device> {
+    let name = name.trim();
+    Ok(match name {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match name.strip_prefix("cuda:") {
+            Some(n) => {
+                let n: usize = n.parse().with_context(|| format!("device `{name}`: `{n}` is not a GPU index"))?;
+                Device::Cuda(n)
+            }
+            None => bail!("unknown device `{name}` (expected auto, cpu, cuda or cuda:N)"),
+        },
+    })
+}
+
+/// Parses a device name as the CLI and configs write it, and checks that it is present.
+pub fn parse_device(name: &str) -> crate::Result<Device> {
+    let device = parse_device_syntax(name)?;
+    if let Device::Cuda(n) = device {
+        let count = Cuda::device_count() as usize;
+        if count == 0 {
+            bail!("device `{}`: CUDA is not available here (libtorch sees no GPU)", name.trim());
+        }
+        if n >= count {
+            bail!("device `{}`: only {count} CUDA device(s) present", name.trim());
+        }
+    }
+    Ok(device)
+}
+
+/// The name of a device as the CLI writes it.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Versions and capabilities of the linked libtorch.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub ebm_version: &'static str,
+    pub tch_version: &'static str,
+    pub libtorch_version: &'static str,
+    pub cuda_available: bool,
+    pub cuda_device_count: i64,
+    pub cudnn_available: bool,
+    pub cudnn_version: Option<i64>,
+    pub cuda_runtime_version: Option<i64>,
+    pub threads: i32,
+    pub interop_threads: i32,
+    pub mkl: bool,
+    pub openmp: bool,
+}
+
+/// Gathers [`Info`] from libtorch.
+pub fn info() -> Info {
+    let cuda = Cuda::is_available();
+    Info {
+        ebm_version: env!("CARGO_PKG_VERSION"),
+        tch_version: "0.24.0",
+        libtorch_version: "2.11.0",
+        cuda_available: cuda,
+        cuda_device_count: Cuda::device_count(),
+        cudnn_available: Cuda::cudnn_is_available(),
+        cudnn_version: cuda.then(tch::utils::version_cudnn),
+        cuda_runtime_version: cuda.then(tch::utils::version_cudart),
+        threads: tch::get_num_threads(),
+        interop_threads: tch::get_num_interop_threads(),
+        mkl: tch::utils::has_mkl(),
+        openmp: tch::utils::has_openmp(),
+    }
+}

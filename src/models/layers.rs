@@ -1,0 +1,77 @@
+//! Convolution and linear layers with PyTorch's default initialisation and optional spectral norm.
+use super::spectral_norm::SpectralNorm;
+use tch::{nn, nn::Init, Tensor};
+
+/// PyTorch's default init for conv/linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+fn default_init(fan_in: i64) -> Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
+/// A weight that is either used as is or spectrally normalised.
+#[derive(Debug)]
+struct Weight {
+    w: Tensor,
+    sn: Option<SpectralNorm>,
+}
+
+impl Weight {
+    fn new(p: &nn::Path, dims: &[i64], fan_in: i64, spectral: bool) -> Self {
+        if spectral {
+            let w = p.var("weight_orig", dims, default_init(fan_in));
+            let sn = SpectralNorm::new(p, &w);
+            Weight { w, sn: Some(sn) }
+        } else {
+            Weight { w: p.var("weight", dims, default_init(fan_in)), sn: None }
+        }
+    }
+
+    fn get(&self, train: bool) -> Tensor {
+        match &self.sn {
+            Some(sn) => sn.normalised(&self.w, train),
+            None => self.w.shallow_clone(),
+        }
+    }
+}
+
+/// A 2-D convolution with bias.
+#[derive(Debug)]
+pub struct Conv2d {
+    weight: Weight,
+    bias: Tensor,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv2d {
+    pub fn new(p: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, spectral: bool) -> Self {
+        let fan_in = cin * k * k;
+        let weight = Weight::new(p, &[cout, cin, k, k], fan_in, spectral);
+        let bias = p.var("bias", &[cout], default_init(fan_in));
+        Conv2d { weight, bias, stride, padding }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let w = self.weight.get(train);
+        x.conv2d(&w, Some(&self.bias), [self.stride; 2], [self.padding; 2], [1; 2], 1)
+    }
+}
+
+/// A fully connected layer with bias.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Weight,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: &nn::Path, din: i64, dout: i64, spectral: bool) -> Self {
+        let weight = Weight::new(p, &[dout, din], din, spectral);
+        let bias = p.var("bias", &[dout], default_init(din));
+        Linear { weight, bias }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        x.linear(&self.weight.get(train), Some(&self.bias))
+    }
+}
