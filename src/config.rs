@@ -496,7 +496,7 @@ impl TrainConfig {
 
 /// Sets `a.b.c = value` in a TOML tree; the value is read as a TOML literal (number, bool, array)
 /// or, failing that, as a string.
-fn apply_override(root: &mut toml::Value, assignment: &str) -> crate::Result<()> {
+pub fn apply_override(root: &mut toml::Value, assignment: &str) -> crate::Result<()> {
     let (key, raw) =
         assignment.split_once('=').with_context(|| format!("override `{assignment}`: expected key=value"))?;
     let key = key.trim();
@@ -538,4 +538,16 @@ fn expand_model_preset(root: &mut toml::Value) -> crate::Result<()> {
         *model = merged;
     }
     Ok(())
+}
+
+impl TrainConfig {
+    /// A short description of the network, for messages.
+    pub fn model_label(&self) -> String {
+        let m = &self.model;
+        match m.arch {
+            Architecture::Wrn => format!("WRN-{}-{}", m.depth, m.width),
+            Architecture::Convnet => format!("ConvNet-{}", m.width),
+            Architecture::Mlp => format!("MLP-{}x{}", m.layers, m.hidden),
+        }
+    }
 }

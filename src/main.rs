@@ -1,1 +1,12 @@
-fn main() {}
+//! `ebm`: the command line. Thin: it parses arguments and calls one library function per subcommand.
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

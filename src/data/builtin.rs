@@ -44,9 +44,9 @@ fn draw_shape(k: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
         }
     });
     let (freq, angle, amp) =
-        (rng.gen_range(0.3..1.2), rng.gen_range(0.0..std::f32::consts::PI), rng.gen_range(0.03..0.12));
-    let size = rng.gen_range(7.0..11.0f32);
-    let (cx, cy) = (rng.gen_range(11.0..21.0f32), rng.gen_range(11.0..21.0f32));
+        (rng.gen_range(0.3..1.2), rng.gen_range(0.0..std::f32::consts::PI), rng.gen_range(0.02..0.08));
+    let size = rng.gen_range(9.0..12.0f32);
+    let (cx, cy) = (rng.gen_range(13.0..19.0f32), rng.gen_range(13.0..19.0f32));
     for y in 0..SIDE {
         for x in 0..SIDE {
             let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);

@@ -106,6 +106,12 @@ impl EnergyNet {
         self.forward(x, train).energy
     }
 
+    /// E(x|y) = -f(x)[y] [B], the class-conditional energy (JEM's p(x|y)).
+    pub fn conditional_energy(&self, x: &Tensor, y: &Tensor, train: bool) -> Tensor {
+        let logits = self.forward(x, train).logits.expect("conditional energies need a classifier head");
+        -logits.gather(1, &y.view([-1, 1]), false).squeeze_dim(1)
+    }
+
     /// Shape of one input example.
     pub fn input_shape(&self) -> Vec<i64> {
         self.cfg.input_shape.iter().map(|&d| d as i64).collect()
@@ -115,4 +121,71 @@ impl EnergyNet {
 /// Number of trainable parameters in a var store.
 pub fn count_parameters(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn wrn_28_10_has_jems_parameter_count() {
+        let cfg = ModelConfig::from_preset("wrn-28-10").unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = EnergyNet::new(&vs.root(), &cfg);
+        let n = count_parameters(&vs);
+        // JEM's 36.47M: the backbone (every conv with a bias) + the class head 640*10 + 10.
+        assert_eq!(n, 36_471_338, "{n}");
+        assert_eq!((n as f64 / 1e4).round() / 100.0, 36.47);
+    }
+
+    #[test]
+    fn energy_is_minus_logsumexp_of_logits_and_names_are_pytorch_style() {
+        let mut cfg = ModelConfig::from_preset("convnet-small").unwrap();
+        cfg.width = 4;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnergyNet::new(&vs.root(), &cfg);
+        let x = Tensor::rand([5, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+        let out = net.forward(&x, false);
+        let logits = out.logits.unwrap();
+        assert_eq!(logits.size(), vec![5, 10]);
+        let manual = -(logits.exp().sum_dim_intlist([1].as_slice(), false, Kind::Float)).log();
+        assert!(out.energy.allclose(&manual, 1e-5, 1e-5, false));
+        let names = vs.variables();
+        assert!(names.contains_key("f.conv0.weight") && names.contains_key("class_output.bias"), "{:?}", names.keys());
+    }
+
+    #[test]
+    fn spectral_norm_estimate_matches_svd() {
+        let mut cfg = ModelConfig::from_preset("mlp-2d").unwrap();
+        cfg.spectral_norm = true;
+        cfg.layers = 1;
+        cfg.hidden = 16;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnergyNet::new(&vs.root(), &cfg);
+        let vars = vs.variables();
+        let w = &vars["f.fc0.weight_orig"];
+        let u = &vars["f.fc0.weight_u"];
+        let x = Tensor::randn([4, 2], (Kind::Float, Device::Cpu));
+        // Enough training forward passes for the power iteration to converge.
+        for _ in 0..200 {
+            let _ = net.forward(&x, true);
+        }
+        let (_, s, _) = w.svd(true, false);
+        let top = s.double_value(&[0]);
+        let sn = spectral_norm::SpectralNorm { u: u.shallow_clone(), v: vars["f.fc0.weight_v"].shallow_clone() };
+        let est = sn.sigma(w).double_value(&[]);
+        assert!((est - top).abs() / top < 0.01, "estimate {est} vs svd {top}");
+        let normalised = sn.normalised(w, false);
+        let (_, s2, _) = normalised.svd(true, false);
+        assert!((s2.double_value(&[0]) - 1.0).abs() < 0.01);
+        // Evaluation passes leave u untouched.
+        let before = u.copy();
+        let _ = net.forward(&x, false);
+        assert!(before.equal(u));
+        // A training pass moves it (unless already exactly converged).
+        assert!(vs.trainable_variables().iter().all(|t| t.requires_grad()));
+        assert!(!u.requires_grad());
+    }
 }

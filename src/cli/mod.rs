@@ -1,0 +1,58 @@
+//! Argument parsing and dispatch for the `ebm` binary.
+mod data_cmd;
+mod sample_cmd;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ebm", version, about = "Train and evaluate deep energy-based models (JEM, IGEBM, ...) on libtorch")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Versions of tch and libtorch, CUDA and cuDNN availability, threads.
+    Info(InfoArgs),
+    /// What a data set spec resolves to: count, classes, shape, value range; optionally a PNG grid.
+    Data(data_cmd::DataArgs),
+    /// Train a model from a TOML config.
+    Train(train_cmd::TrainArgs),
+    /// Draw a PNG grid of samples from a checkpoint.
+    Sample(sample_cmd::SampleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Info(a) => {
+            let info = ebm::device::info();
+            if a.json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                println!("ebm              {}", info.ebm_version);
+                println!("tch              {}", info.tch_version);
+                println!("libtorch         {}", info.libtorch_version);
+                println!("CUDA available   {}", info.cuda_available);
+                println!("CUDA devices     {}", info.cuda_device_count);
+                println!("cuDNN available  {}", info.cudnn_available);
+                println!("cuDNN version    {}", info.cudnn_version.map_or("-".into(), |v| v.to_string()));
+                println!("CUDA runtime     {}", info.cuda_runtime_version.map_or("-".into(), |v| v.to_string()));
+                println!("threads          {} (inter-op {})", info.threads, info.interop_threads);
+                println!("MKL / OpenMP     {} / {}", info.mkl, info.openmp);
+            }
+            Ok(())
+        }
+        Command::Data(a) => data_cmd::run(a),
+        Command::Train(a) => train_cmd::run(a),
+        Command::Sample(a) => sample_cmd::run(a),
+    }
+}

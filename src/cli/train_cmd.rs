@@ -1,0 +1,90 @@
+use anyhow::{bail, Context};
+use ebm::config::TrainConfig;
+use ebm::train::{self, RunOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// TOML config (see configs/). With --resume and no --config, the checkpoint's config is used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data spec (overrides data.spec; default synthetic:shapes).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Test data spec, evaluated at the end (overrides data.test_spec).
+    #[arg(long)]
+    pub test_data: Option<String>,
+    /// Output folder: config.json, metrics.jsonl, checkpoints/, samples/.
+    #[arg(long, default_value = "checkpoints/run")]
+    pub out: PathBuf,
+    /// Override any config key: --set optim.lr=3e-4 --set sgld.steps=40.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// auto, cpu, cuda or cuda:N (overrides train.device).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Run seed (overrides train.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue from a checkpoint folder or a run folder (its newest checkpoint).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print only errors and the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the final summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let mut set = a.set.clone();
+    if let Some(d) = &a.data {
+        set.push(format!("data.spec=\"{d}\""));
+    }
+    if let Some(d) = &a.test_data {
+        set.push(format!("data.test_spec=\"{d}\""));
+    }
+    if let Some(d) = &a.device {
+        set.push(format!("train.device=\"{d}\""));
+    }
+    if let Some(s) = a.seed {
+        set.push(format!("train.seed={s}"));
+    }
+    let cfg = match (&a.config, &a.resume) {
+        (Some(path), _) => TrainConfig::load(path, &set)?,
+        (None, Some(resume)) => {
+            let dir = ebm::train::checkpoint::resolve(resume)?;
+            let manifest = ebm::train::checkpoint::read_manifest(&dir)?;
+            let mut value: toml::Value = serde_json::from_value(manifest.config.clone())
+                .with_context(|| format!("{}: config in manifest", dir.display()))?;
+            for s in &set {
+                ebm::config::apply_override(&mut value, s)?;
+            }
+            TrainConfig::from_value(value).with_context(|| format!("{}: config", dir.display()))?
+        }
+        (None, None) => bail!("give --config FILE (see configs/) or --resume PATH"),
+    };
+    let summary = train::train(&cfg, &RunOptions { out: a.out.clone(), resume: a.resume.clone(), quiet: a.quiet })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+        println!(
+            "done: {} steps in {:.1} s ({:.0} img/s); train acc {}, valid acc {}, test acc {}",
+            summary.steps,
+            summary.seconds,
+            summary.images_per_second,
+            pct(summary.train_acc),
+            pct(summary.valid_acc),
+            pct(summary.test_acc)
+        );
+        if let (Some(d), Some(s)) = (summary.e_data, summary.e_samples) {
+            println!("energies: E(data) {d:.4}, E(samples) {s:.4}");
+        }
+        println!("run folder: {} (metrics.jsonl, samples/, checkpoints/)", summary.out.display());
+        println!("last checkpoint: {}", summary.last_checkpoint.display());
+        println!("resume with: ebm train --resume {}", summary.out.display());
+    }
+    Ok(())
+}

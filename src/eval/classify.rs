@@ -1,0 +1,81 @@
+//! Running a classifier over a data set: logits and energies for every example, accuracy and the
+//! mean negative log-likelihood of p(y|x). Batched, under no_grad, in evaluation mode.
+use crate::data::augment::add_noise;
+use crate::data::loader::mix_seed;
+use crate::data::Dataset;
+use crate::models::EnergyNet;
+use anyhow::bail;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+/// Network outputs for a whole data set, on the CPU.
+pub struct Outputs {
+    /// [N, K] for classifiers.
+    pub logits: Option<Tensor>,
+    /// E(x) [N].
+    pub energy: Tensor,
+    pub labels: Option<Tensor>,
+}
+
+/// The examples of `ds` as model inputs: batch `b` of examples [start, end), with the data noise
+/// the model was trained with (deterministic: seeded by the example index).
+pub fn input_batch(ds: &Dataset, start: usize, end: usize, noise_sigma: f64) -> (Tensor, Option<Tensor>) {
+    let idx: Vec<usize> = (start..end).collect();
+    let (x, y) = ds.batch(&idx);
+    if noise_sigma <= 0.0 {
+        return (x, y);
+    }
+    let mut v: Vec<f32> = Vec::try_from(&x.flatten(0, -1)).expect("float batch");
+    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[0xe7a1, start as u64]));
+    add_noise(&mut rng, &mut v, noise_sigma as f32);
+    (Tensor::from_slice(&v).view(x.size().as_slice()), y)
+}
+
+/// Checks that a data set fits a network: same example shape, labels within its classes.
+pub fn check_compatible(net: &EnergyNet, ds: &Dataset) -> crate::Result<()> {
+    if ds.shape != net.cfg.input_shape {
+        bail!("{}: examples of shape {:?}, but the model takes {:?}", ds.name, ds.shape, net.cfg.input_shape);
+    }
+    if net.cfg.is_conditional() && ds.labels.is_some() && ds.num_classes() > net.cfg.num_classes {
+        bail!("{}: {} classes, but the model has {}", ds.name, ds.num_classes(), net.cfg.num_classes);
+    }
+    Ok(())
+}
+
+/// Logits and energies of every example of `ds`.
+pub fn run_model(net: &EnergyNet, ds: &Dataset, batch: usize, device: Device, noise_sigma: f64) -> crate::Result<Outputs> {
+    check_compatible(net, ds)?;
+    if ds.is_empty() {
+        bail!("{}: the data set is empty", ds.name);
+    }
+    let mut logits = Vec::new();
+    let mut energy = Vec::new();
+    let mut labels = Vec::new();
+    tch::no_grad(|| {
+        for start in (0..ds.len()).step_by(batch.max(1)) {
+            let end = (start + batch).min(ds.len());
+            let (x, y) = input_batch(ds, start, end, noise_sigma);
+            let out = net.forward(&x.to_device(device), false);
+            if let Some(l) = out.logits {
+                logits.push(l.to_device(Device::Cpu));
+            }
+            energy.push(out.energy.to_device(Device::Cpu));
+            if let Some(y) = y {
+                labels.push(y);
+            }
+        }
+    });
+    Ok(Outputs {
+        logits: (!logits.is_empty()).then(|| Tensor::cat(&logits, 0)),
+        energy: Tensor::cat(&energy, 0),
+        labels: (!labels.is_empty()).then(|| Tensor::cat(&labels, 0)),
+    })
+}
+
+/// Accuracy and mean NLL of p(y|x) from logits and labels.
+pub fn accuracy_nll(logits: &Tensor, labels: &Tensor) -> (f64, f64) {
+    let acc = logits.argmax(1, false).eq_tensor(labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    let nll = logits.to_kind(Kind::Double).cross_entropy_for_logits(labels).double_value(&[]);
+    (acc, nll)
+}

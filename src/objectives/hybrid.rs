@@ -1,0 +1,80 @@
+//! JEM's hybrid objective and IGEBM's contrastive objective, which share one form:
+//!
+//!   L = ce * CE(f(x), y)                              (p(y|x), JEM)
+//!     + px * (mean E(x+) - mean E(x-))                (p(x): the maximum-likelihood gradient estimate)
+//!     + pxy * (mean E(x+|y) - mean E(x-_y|y))         (p(x|y), JEM's optional term, E(x|y) = -f(x)[y])
+//!     + alpha * (mean E(x+)^2 + mean E(x-)^2)         (IGEBM's energy-magnitude penalty)
+//!
+//! x- are SGLD samples of the model, detached. The data batch and the samples go through the
+//! network in one training forward pass (one spectral-norm power iteration per step), and the
+//! logits of the data half serve the cross-entropy too: no forward pass is repeated.
+use super::{Negatives, Objective, Terms};
+use crate::models::EnergyNet;
+use tch::{Kind, Reduction, Tensor};
+
+pub struct Hybrid {
+    pub name: &'static str,
+    pub ce_weight: f64,
+    pub px_weight: f64,
+    pub pxy_weight: f64,
+    pub alpha: f64,
+}
+
+impl Objective for Hybrid {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: &mut Negatives) -> Terms {
+        let b = x.size()[0];
+        let generative = self.px_weight > 0.0 || self.alpha > 0.0;
+        let mut parts = vec![x.shallow_clone()];
+        let x_q = generative.then(|| negatives.sample(net, b, None));
+        if let Some(q) = &x_q {
+            parts.push(q.shallow_clone());
+        }
+        let x_qy = match (self.pxy_weight > 0.0, y) {
+            (true, Some(y)) => Some(negatives.sample(net, b, Some(y))),
+            _ => None,
+        };
+        if let Some(q) = &x_qy {
+            parts.push(q.shallow_clone());
+        }
+        let out = net.forward(&Tensor::cat(&parts, 0), true);
+        let e_data = out.energy.narrow(0, 0, b);
+        let mut loss = x.zeros_like().sum(Kind::Float);
+        let mut logs: Vec<(&'static str, Tensor)> = vec![("e_data", e_data.mean(Kind::Float).detach())];
+        if let (Some(logits), Some(y)) = (&out.logits, y) {
+            let l_data = logits.narrow(0, 0, b);
+            let ce = l_data.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0);
+            let acc = l_data.argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float);
+            if self.ce_weight > 0.0 {
+                loss = loss + &ce * self.ce_weight;
+            }
+            logs.push(("ce", ce.detach()));
+            logs.push(("acc", acc.detach()));
+        }
+        if x_q.is_some() {
+            let e_q = out.energy.narrow(0, b, b);
+            let gap = e_data.mean(Kind::Float) - e_q.mean(Kind::Float);
+            loss = loss + &gap * self.px_weight;
+            if self.alpha > 0.0 {
+                let reg = e_data.square().mean(Kind::Float) + e_q.square().mean(Kind::Float);
+                loss = loss + &reg * self.alpha;
+                logs.push(("reg", reg.detach()));
+            }
+            logs.push(("e_samples", e_q.mean(Kind::Float).detach()));
+            logs.push(("gap", gap.detach()));
+        }
+        if let (Some(_), Some(y), Some(logits)) = (&x_qy, y, &out.logits) {
+            let idx = y.view([-1, 1]);
+            let f_data = logits.narrow(0, 0, b).gather(1, &idx, false);
+            let f_q = logits.narrow(0, parts.len() as i64 * b - b, b).gather(1, &idx, false);
+            let term = f_q.mean(Kind::Float) - f_data.mean(Kind::Float);
+            loss = loss + &term * self.pxy_weight;
+            logs.push(("pxy", term.detach()));
+        }
+        logs.push(("loss", loss.detach()));
+        Terms { loss, logs, samples: x_q.or(x_qy) }
+    }
+}

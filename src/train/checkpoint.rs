@@ -1,0 +1,255 @@
+//! Checkpoints: a folder holding `model.safetensors` (PyTorch-style names), `optim.safetensors`
+//! (the optimiser's moments), `buffer.safetensors` (the replay buffer) and `manifest.json`
+//! (config, step, epoch, schedule position, sizes and SHA-256 of the files), written last.
+//! The folder is written under a temporary name and renamed, so a kill at any moment leaves the
+//! previous checkpoint whole, and a folder without a valid manifest is never taken for one.
+use crate::config::TrainConfig;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+pub const FORMAT: &str = "ebm-checkpoint-1";
+pub const MANIFEST: &str = "manifest.json";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIM_FILE: &str = "optim.safetensors";
+pub const BUFFER_FILE: &str = "buffer.safetensors";
+
+/// Where training stands: enough to continue exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Iterations completed.
+    pub step: u64,
+    /// Epoch and batch index of the next batch.
+    pub epoch: u64,
+    pub index: u64,
+    /// Optimiser updates taken (Adam's bias correction).
+    pub optimizer_steps: u64,
+    pub best_valid_acc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub ebm_version: String,
+    pub state: TrainState,
+    pub config: serde_json::Value,
+    pub files: Vec<FileEntry>,
+}
+
+fn sha256_file(path: &Path) -> crate::Result<(u64, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let digest = Sha256::digest(&bytes);
+    Ok((bytes.len() as u64, digest.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+fn fsync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// What a checkpoint holds besides the manifest.
+pub struct Contents<'a> {
+    pub vs: &'a VarStore,
+    pub optimizer: Option<&'a super::optim::Optimizer>,
+    pub buffer: Option<&'a Tensor>,
+    pub state: &'a TrainState,
+    pub config: &'a TrainConfig,
+}
+
+/// Writes checkpoint `name` under `root` atomically, replacing an older one of the same name.
+pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create checkpoint folder", root.display()))?;
+    let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let write = || -> crate::Result<()> {
+        let model = tmp.join(MODEL_FILE);
+        // safetensors needs contiguous CPU tensors.
+        let vars: Vec<(String, Tensor)> =
+            c.vs.variables().into_iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+        Tensor::write_safetensors(&vars, &model).with_context(|| format!("{}: cannot write", model.display()))?;
+        let mut names = vec![MODEL_FILE];
+        if let Some(o) = c.optimizer {
+            o.save(&tmp.join(OPTIM_FILE))?;
+            names.push(OPTIM_FILE);
+        }
+        if let Some(b) = c.buffer {
+            let path = tmp.join(BUFFER_FILE);
+            Tensor::write_safetensors(&[("buffer", b.to_device(tch::Device::Cpu).contiguous())], &path)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+            names.push(BUFFER_FILE);
+        }
+        let mut files = Vec::new();
+        for n in names {
+            let p = tmp.join(n);
+            std::fs::File::open(&p)?.sync_all()?;
+            let (bytes, sha256) = sha256_file(&p)?;
+            files.push(FileEntry { name: n.into(), bytes, sha256 });
+        }
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            ebm_version: env!("CARGO_PKG_VERSION").into(),
+            state: c.state.clone(),
+            config: c.config.to_json(),
+            files,
+        };
+        let mpath = tmp.join(MANIFEST);
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?)
+            .with_context(|| format!("{}: cannot write", mpath.display()))?;
+        std::fs::File::open(&mpath)?.sync_all()?;
+        fsync_dir(&tmp);
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("checkpoint `{name}` not written; the previous one is intact")));
+    }
+    let dest = root.join(name);
+    if dest.exists() {
+        let old = root.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(&dest, &old)?;
+        std::fs::rename(&tmp, &dest)?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&tmp, &dest)?;
+    }
+    fsync_dir(root);
+    Ok(dest)
+}
+
+/// Reads and verifies a checkpoint folder's manifest: every file present with its size and checksum.
+pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
+    let mpath = dir.join(MANIFEST);
+    if !mpath.exists() {
+        bail!("{}: not a checkpoint (no {MANIFEST}; an interrupted write leaves none)", dir.display());
+    }
+    let text = std::fs::read(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?;
+    let m: Manifest = serde_json::from_slice(&text).with_context(|| format!("{}: corrupt manifest", mpath.display()))?;
+    if m.format != FORMAT {
+        bail!("{}: unknown checkpoint format `{}` (expected {FORMAT})", mpath.display(), m.format);
+    }
+    for f in &m.files {
+        if f.name.contains('/') || f.name.contains("..") {
+            bail!("{}: bad file name `{}`", mpath.display(), f.name);
+        }
+        let p = dir.join(&f.name);
+        if !p.exists() {
+            bail!("{}: missing (named in the manifest)", p.display());
+        }
+        let len = std::fs::metadata(&p)?.len();
+        if len != f.bytes {
+            bail!("{}: {len} bytes, the manifest says {} (truncated or replaced)", p.display(), f.bytes);
+        }
+        let (_, sha) = sha256_file(&p)?;
+        if sha != f.sha256 {
+            bail!("{}: checksum mismatch (corrupt)", p.display());
+        }
+    }
+    Ok(m)
+}
+
+/// Resolves a path given to `--resume`/`--ckpt`: a checkpoint folder, a run folder or its
+/// `checkpoints/` folder (the newest valid checkpoint by step is taken).
+pub fn resolve(path: &Path) -> crate::Result<PathBuf> {
+    if !path.exists() {
+        bail!("{}: no such checkpoint or run folder", path.display());
+    }
+    if path.join(MANIFEST).exists() {
+        read_manifest(path)?;
+        return Ok(path.to_path_buf());
+    }
+    let root = if path.join("checkpoints").is_dir() { path.join("checkpoints") } else { path.to_path_buf() };
+    let mut best: Option<(u64, PathBuf)> = None;
+    let entries = std::fs::read_dir(&root).with_context(|| format!("{}: cannot list", root.display()))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !p.is_dir() {
+            continue;
+        }
+        if let Ok(m) = read_manifest(&p) {
+            if best.as_ref().is_none_or(|(s, _)| m.state.step > *s) {
+                best = Some((m.state.step, p));
+            }
+        }
+    }
+    best.map(|(_, p)| p).with_context(|| format!("{}: holds no complete checkpoint", path.display()))
+}
+
+/// Loads model weights into `vs`, checking that names and shapes match exactly first.
+pub fn load_weights(vs: &mut VarStore, dir: &Path) -> crate::Result<()> {
+    let path = dir.join(MODEL_FILE);
+    let file = Tensor::read_safetensors(&path).with_context(|| format!("{}: cannot read weights", path.display()))?;
+    let file: std::collections::BTreeMap<String, Tensor> = file.into_iter().collect();
+    let vars = vs.variables();
+    for (name, t) in &vars {
+        match file.get(name) {
+            None => bail!("{}: no tensor `{name}`: the checkpoint is of another architecture", path.display()),
+            Some(src) if src.size() != t.size() => bail!(
+                "{}: `{name}` has shape {:?}, this model needs {:?}: the checkpoint is of another architecture",
+                path.display(),
+                src.size(),
+                t.size()
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = file.keys().find(|k| !vars.contains_key(*k)) {
+        bail!("{}: unexpected tensor `{extra}`: the checkpoint is of another architecture", path.display());
+    }
+    tch::no_grad(|| {
+        for (name, mut t) in vars {
+            t.copy_(&file[&name]);
+        }
+    });
+    Ok(())
+}
+
+/// Loads the replay buffer of a checkpoint, if it has one.
+pub fn load_buffer(dir: &Path) -> crate::Result<Option<Tensor>> {
+    let path = dir.join(BUFFER_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut t = Tensor::read_safetensors(&path).with_context(|| format!("{}: cannot read buffer", path.display()))?;
+    match t.iter().position(|(n, _)| n == "buffer") {
+        Some(i) => Ok(Some(t.swap_remove(i).1)),
+        None => bail!("{}: no `buffer` tensor", path.display()),
+    }
+}
+
+/// A model restored from a checkpoint for sampling or evaluation.
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub state: TrainState,
+    pub vs: VarStore,
+    pub net: crate::models::EnergyNet,
+    pub buffer: Option<Tensor>,
+}
+
+/// Opens a checkpoint (or the newest in a run folder) on `device`.
+pub fn load_model(path: &Path, device: tch::Device) -> crate::Result<Loaded> {
+    let dir = resolve(path)?;
+    let manifest = read_manifest(&dir)?;
+    let config = TrainConfig::from_json(&manifest.config)
+        .with_context(|| format!("{}: the manifest's config is invalid", dir.join(MANIFEST).display()))?;
+    let mut vs = VarStore::new(device);
+    let net = crate::models::EnergyNet::new(&vs.root(), &config.model);
+    load_weights(&mut vs, &dir)?;
+    let buffer = load_buffer(&dir)?.map(|b| b.to_device(device));
+    Ok(Loaded { dir, config, state: manifest.state, vs, net, buffer })
+}
