@@ -10,6 +10,6 @@ pub mod models;
 /// The crate's error type: `anyhow` with context at every file, config and CLI boundary.
 pub type Result<T> = anyhow::Result<T>;
 pub mod eval;
-pub mod sampling;
 pub mod objectives;
+pub mod sampling;
 pub mod train;

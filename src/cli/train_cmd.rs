@@ -56,8 +56,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (None, Some(resume)) => {
             let dir = ebm::train::checkpoint::resolve(resume)?;
             let manifest = ebm::train::checkpoint::read_manifest(&dir)?;
-            let mut value: toml::Value = serde_json::from_value(manifest.config.clone())
-                .with_context(|| format!("{}: config in manifest", dir.display()))?;
+            let mut value = ebm::config::json_to_toml(&manifest.config)
+                .with_context(|| format!("{}: the manifest holds no config", dir.display()))?;
             for s in &set {
                 ebm::config::apply_override(&mut value, s)?;
             }

@@ -44,7 +44,13 @@ pub fn check_compatible(net: &EnergyNet, ds: &Dataset) -> crate::Result<()> {
 }
 
 /// Logits and energies of every example of `ds`.
-pub fn run_model(net: &EnergyNet, ds: &Dataset, batch: usize, device: Device, noise_sigma: f64) -> crate::Result<Outputs> {
+pub fn run_model(
+    net: &EnergyNet,
+    ds: &Dataset,
+    batch: usize,
+    device: Device,
+    noise_sigma: f64,
+) -> crate::Result<Outputs> {
     check_compatible(net, ds)?;
     if ds.is_empty() {
         bail!("{}: the data set is empty", ds.name);

@@ -1,3 +1,3 @@
 //! Evaluation of a trained model: sample grids, classification, calibration, OOD detection.
-pub mod grid;
 pub mod classify;
+pub mod grid;

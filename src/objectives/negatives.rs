@@ -17,7 +17,13 @@ pub struct Negatives {
 }
 
 impl Negatives {
-    pub fn new(sampler: Langevin, buffer: Option<ReplayBuffer>, shape: Vec<i64>, init_range: f64, device: Device) -> Self {
+    pub fn new(
+        sampler: Langevin,
+        buffer: Option<ReplayBuffer>,
+        shape: Vec<i64>,
+        init_range: f64,
+        device: Device,
+    ) -> Self {
         Negatives { sampler, buffer, shape, init_range, device, pending: Vec::new() }
     }
 

@@ -24,7 +24,14 @@ pub struct Draw {
 
 impl ReplayBuffer {
     /// A buffer of `size` chains initialised from uniform noise.
-    pub fn new(size: i64, shape: &[i64], reinit_fraction: f64, classes: Option<i64>, init_range: f64, device: Device) -> Self {
+    pub fn new(
+        size: i64,
+        shape: &[i64],
+        reinit_fraction: f64,
+        classes: Option<i64>,
+        init_range: f64,
+        device: Device,
+    ) -> Self {
         let mut dims = vec![size];
         dims.extend_from_slice(shape);
         let data = uniform(&dims, init_range, device);

@@ -79,7 +79,10 @@ pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
         let model = tmp.join(MODEL_FILE);
         // safetensors needs contiguous CPU tensors.
         let vars: Vec<(String, Tensor)> =
-            c.vs.variables().into_iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+            c.vs.variables()
+                .into_iter()
+                .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous()))
+                .collect();
         Tensor::write_safetensors(&vars, &model).with_context(|| format!("{}: cannot write", model.display()))?;
         let mut names = vec![MODEL_FILE];
         if let Some(o) = c.optimizer {
@@ -137,7 +140,8 @@ pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
         bail!("{}: not a checkpoint (no {MANIFEST}; an interrupted write leaves none)", dir.display());
     }
     let text = std::fs::read(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?;
-    let m: Manifest = serde_json::from_slice(&text).with_context(|| format!("{}: corrupt manifest", mpath.display()))?;
+    let m: Manifest =
+        serde_json::from_slice(&text).with_context(|| format!("{}: corrupt manifest", mpath.display()))?;
     if m.format != FORMAT {
         bail!("{}: unknown checkpoint format `{}` (expected {FORMAT})", mpath.display(), m.format);
     }

@@ -24,8 +24,7 @@ impl Optimizer {
             OptimizerKind::Adam => 2,
             OptimizerKind::Sgd => 1,
         };
-        let state =
-            params.iter().map(|(n, p)| (n.clone(), (0..slots).map(|_| p.zeros_like()).collect())).collect();
+        let state = params.iter().map(|(n, p)| (n.clone(), (0..slots).map(|_| p.zeros_like()).collect())).collect();
         Optimizer { cfg: cfg.clone(), params, state, t: 0 }
     }
 
@@ -40,8 +39,13 @@ impl Optimizer {
 
     /// The global L2 norm of all gradients, as a 0-d tensor (no host synchronisation).
     pub fn grad_norm(&self) -> Tensor {
-        let sq: Vec<Tensor> =
-            self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.square().sum(Kind::Float)).collect();
+        let sq: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, p)| p.grad())
+            .filter(|g| g.defined())
+            .map(|g| g.square().sum(Kind::Float))
+            .collect();
         if sq.is_empty() {
             return Tensor::from(0f32);
         }
@@ -104,18 +108,22 @@ impl Optimizer {
                 tensors.push((format!("{slot}.{name}"), t.to_device(tch::Device::Cpu).contiguous()));
             }
         }
-        Tensor::write_safetensors(&tensors, path).with_context(|| format!("{}: cannot write optimiser state", path.display()))
+        Tensor::write_safetensors(&tensors, path)
+            .with_context(|| format!("{}: cannot write optimiser state", path.display()))
     }
 
     /// Restores the moments saved by [`Optimizer::save`]; every parameter must be present with its shape.
     pub fn load(&mut self, path: &Path, t: u64) -> crate::Result<()> {
-        let read = Tensor::read_safetensors(path).with_context(|| format!("{}: cannot read optimiser state", path.display()))?;
+        let read = Tensor::read_safetensors(path)
+            .with_context(|| format!("{}: cannot read optimiser state", path.display()))?;
         let read: BTreeMap<String, Tensor> = read.into_iter().collect();
         let names = self.slot_names();
         for (name, st) in self.state.iter_mut() {
             for (slot, dst) in names.iter().zip(st.iter_mut()) {
                 let key = format!("{slot}.{name}");
-                let Some(src) = read.get(&key) else { bail!("{}: no `{key}` (optimiser state of another model?)", path.display()) };
+                let Some(src) = read.get(&key) else {
+                    bail!("{}: no `{key}` (optimiser state of another model?)", path.display())
+                };
                 if src.size() != dst.size() {
                     bail!("{}: `{key}` has shape {:?}, the model needs {:?}", path.display(), src.size(), dst.size());
                 }
@@ -137,7 +145,8 @@ impl Optimizer {
 /// The learning rate at iteration `it` (0-based) of epoch `epoch`: linear warm-up to the base
 /// rate over `warmup_iters` (JEM: lr * it / warmup), then x decay_rate at each decay epoch passed.
 pub fn learning_rate(cfg: &OptimConfig, it: u64, epoch: u64) -> f64 {
-    let warm = if cfg.warmup_iters > 0 && it < cfg.warmup_iters { (it + 1) as f64 / cfg.warmup_iters as f64 } else { 1.0 };
+    let warm =
+        if cfg.warmup_iters > 0 && it < cfg.warmup_iters { (it + 1) as f64 / cfg.warmup_iters as f64 } else { 1.0 };
     let decays = cfg.decay_epochs.iter().filter(|&&e| epoch >= e).count() as i32;
     cfg.lr * warm * cfg.decay_rate.powi(decays)
 }
@@ -166,7 +175,13 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_and_decays() {
-        let cfg = OptimConfig { lr: 1.0, warmup_iters: 10, decay_epochs: vec![2, 4], decay_rate: 0.5, ..OptimConfig::default() };
+        let cfg = OptimConfig {
+            lr: 1.0,
+            warmup_iters: 10,
+            decay_epochs: vec![2, 4],
+            decay_rate: 0.5,
+            ..OptimConfig::default()
+        };
         assert!((learning_rate(&cfg, 0, 0) - 0.1).abs() < 1e-12);
         assert!((learning_rate(&cfg, 50, 1) - 1.0).abs() < 1e-12);
         assert!((learning_rate(&cfg, 50, 2) - 0.5).abs() < 1e-12);

@@ -114,8 +114,11 @@ fn save_checkpoint(root: &Path, name: &str, m: &Model, st: &TrainState, cfg: &Tr
 /// Removes step checkpoints beyond the newest `keep`.
 fn prune(root: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
-    let mut steps: Vec<PathBuf> =
-        entries.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-"))).collect();
+    let mut steps: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .collect();
     steps.sort();
     let n = steps.len();
     for p in steps.into_iter().take(n.saturating_sub(keep)) {
@@ -160,15 +163,20 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     }
     let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
     let resume_manifest = resume_dir.as_deref().map(checkpoint::read_manifest).transpose()?;
-    check_out_dir(&opts.out, resume_dir.is_some())?;
-
     let full = Arc::new(load_data(&cfg.data.spec, cfg)?);
     let (train_idx, valid_idx) = train_valid_split(full.len(), cfg.data.valid_fraction);
     if train_idx.len() < cfg.data.batch_size {
-        bail!("{}: {} training examples, fewer than one batch of {}", cfg.data.spec, train_idx.len(), cfg.data.batch_size);
+        bail!(
+            "{}: {} training examples, fewer than one batch of {}",
+            cfg.data.spec,
+            train_idx.len(),
+            cfg.data.batch_size
+        );
     }
     let valid = full.subset(&valid_idx);
     let test = cfg.data.test_spec.as_deref().map(|s| load_data(s, cfg)).transpose()?;
+    // Only now, with config and data known good, is anything written.
+    check_out_dir(&opts.out, resume_dir.is_some())?;
 
     tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
     let range = data_range(&full);
@@ -247,7 +255,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         terms.loss.backward();
         let gnorm = m.opt.grad_norm();
         // One host read per step: the loss and gradient norm must be finite before the update.
-        let check: Vec<f64> = Vec::try_from(&Tensor::stack(&[terms.loss.detach().to_kind(Kind::Float), gnorm.to_kind(Kind::Float)], 0).to_kind(Kind::Double)).expect("two values");
+        let check: Vec<f64> = Vec::try_from(
+            &Tensor::stack(&[terms.loss.detach().to_kind(Kind::Float), gnorm.to_kind(Kind::Float)], 0)
+                .to_kind(Kind::Double),
+        )
+        .expect("two values");
         if !check.iter().all(|v| v.is_finite()) {
             m.negatives.discard();
             let path = save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
@@ -278,8 +290,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         if st.step % cfg.train.log_every == 0 || st.step == total {
             let names: Vec<&str> = terms.logs.iter().map(|(n, _)| *n).collect();
             let values: Vec<f64> = Vec::try_from(
-                &Tensor::stack(&terms.logs.iter().map(|(_, t)| t.to_kind(Kind::Float).to_device(Device::Cpu)).collect::<Vec<_>>(), 0)
-                    .to_kind(Kind::Double),
+                &Tensor::stack(
+                    &terms.logs.iter().map(|(_, t)| t.to_kind(Kind::Float).to_device(Device::Cpu)).collect::<Vec<_>>(),
+                    0,
+                )
+                .to_kind(Kind::Double),
             )
             .expect("log values");
             img_per_s = (window_steps * cfg.data.batch_size as u64) as f64 / window_start.elapsed().as_secs_f64();
@@ -306,7 +321,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
             if let Some(s) = &terms.samples {
                 if s.dim() == 4 {
                     let n = s.size()[0].min(64);
-                    grid::save_grid(&s.narrow(0, 0, n), 0, &opts.out.join("samples").join(format!("step-{:08}.png", st.step)))?;
+                    grid::save_grid(
+                        &s.narrow(0, 0, n),
+                        0,
+                        &opts.out.join("samples").join(format!("step-{:08}.png", st.step)),
+                    )?;
                 }
             }
         }
@@ -348,7 +367,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         test_acc,
         e_data: get("e_data"),
         e_samples: get("e_samples"),
-        images_per_second: if st.step > start_step { ((st.step - start_step) * cfg.data.batch_size as u64) as f64 / secs } else { img_per_s },
+        images_per_second: if st.step > start_step {
+            ((st.step - start_step) * cfg.data.batch_size as u64) as f64 / secs
+        } else {
+            img_per_s
+        },
         last_checkpoint: last_ckpt,
         out: opts.out.clone(),
     })

@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests: run the `ebm` binary as a user would.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn ebm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ebm"));
+    // Decode caches of tests stay out of the project's datasets/ folder.
+    c.env("EBM_CACHE_DIR", std::env::temp_dir().join("ebm-test-cache"));
+    c
+}
+
+/// Runs `ebm args...`, returning (success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out: Output = ebm().args(args).output().expect("run ebm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs and expects success, returning stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (success, out, err) = run(args);
+    assert!(success, "ebm {args:?} failed:\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+/// Runs and expects failure with a one-line error, returning it.
+pub fn fails(args: &[&str]) -> String {
+    let (success, out, err) = run(args);
+    assert!(!success, "ebm {args:?} should fail; stdout: {out}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real CIFAR-10 JPEG copy beside the repository, when present.
+pub fn shared_cifar_jpeg() -> Option<PathBuf> {
+    let p = repo_root().join("../shared/data/cifar10-jpeg");
+    p.join("test.tar.gz").exists().then_some(p)
+}
+
+/// Unpacks `tarball` into `dest` with the system tar.
+pub fn untar(tarball: &Path, dest: &Path) {
+    let st = Command::new("tar").arg("xzf").arg(tarball).arg("-C").arg(dest).status().expect("tar");
+    assert!(st.success(), "tar failed on {}", tarball.display());
+}
+
+/// Writes a small TOML config into `dir` and returns its path.
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A tiny JEM config on synthetic shapes, for fast CLI tests.
+pub const TINY_JEM: &str = r#"
+[model]
+preset = "convnet-small"
+width = 4
+
+[data]
+spec = "synthetic:shapes:256"
+batch_size = 16
+valid_fraction = 0.25
+augment = true
+
+[optim]
+lr = 1e-3
+warmup_iters = 5
+decay_epochs = [1]
+
+[sgld]
+steps = 3
+
+[buffer]
+size = 64
+
+[objective]
+alpha = 0.1
+
+[train]
+epochs = 2
+device = "cpu"
+threads = 1
+log_every = 2
+sample_every = 4
+ckpt_every = 3
+keep_checkpoints = 100
+"#;

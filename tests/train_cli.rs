@@ -1,0 +1,165 @@
+//! `ebm train`, `ebm sample` and checkpoints as a user meets them: exact resume, non-finite loss,
+//! bad configs, checkpoints of another architecture or truncated.
+mod common;
+use common::*;
+use std::path::Path;
+
+fn weights(dir: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut w = tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+#[test]
+fn resume_is_bit_exact_on_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let cfg = cfg.to_str().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    // 24 steps in one run (12 per epoch, a decay at epoch 1) ...
+    ok(&["train", "--config", cfg, "--out", one.to_str().unwrap(), "--quiet"]);
+    // ... and 9 steps, then a resume for the remaining 15.
+    ok(&["train", "--config", cfg, "--out", two.to_str().unwrap(), "--quiet", "--set", "train.max_steps=9"]);
+    let ckpt = two.join("checkpoints/step-00000009");
+    assert!(ckpt.join("manifest.json").exists());
+    let out = ok(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        two.to_str().unwrap(),
+        "--set",
+        "train.max_steps=0",
+    ]);
+    assert!(out.contains("done: 24 steps"), "{out}");
+    let a = weights(&one.join("checkpoints/step-00000024"));
+    let b = weights(&two.join("checkpoints/step-00000024"));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    let buf = |d: &Path| tch::Tensor::read_safetensors(d.join("checkpoints/step-00000024/buffer.safetensors")).unwrap();
+    assert!(buf(&one)[0].1.equal(&buf(&two)[0].1), "replay buffers differ");
+    // The metrics log reads as one run: steps strictly increasing, every log step of the
+    // uninterrupted run present (plus the final step 9 of the first half).
+    let steps = |d: &Path| -> Vec<u64> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("event"))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .collect()
+    };
+    let (s1, s2) = (steps(&one), steps(&two));
+    assert!(s2.windows(2).all(|w| w[0] < w[1]), "{s2:?}");
+    assert!(s1.iter().all(|s| s2.contains(s)), "{s1:?} vs {s2:?}");
+    // A grid was written, and a new run refuses to overwrite the folder.
+    assert!(one.join("samples/step-00000004.png").exists());
+    let e = fails(&["train", "--config", cfg, "--out", one.to_str().unwrap()]);
+    assert!(e.contains("already holds a run"), "{e}");
+}
+
+#[test]
+fn non_finite_loss_stops_with_the_step_and_keeps_the_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let out = dir.path().join("run");
+    let e = fails(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "optim.lr=1e30",
+        "--set",
+        "optim.warmup_iters=0",
+        "--quiet",
+    ]);
+    assert!(e.contains("non-finite") && e.contains("at step"), "{e}");
+    // The saved state loads and holds only finite weights.
+    let ckpt = ebm::train::checkpoint::resolve(&out).unwrap();
+    for (name, t) in weights(&ckpt) {
+        assert!(t.isfinite().all().int64_value(&[]) == 1, "{name} is not finite");
+    }
+}
+
+#[test]
+fn bad_configs_name_the_key_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let cfg = cfg.to_str().unwrap();
+    let out = dir.path().join("never");
+    let o = out.to_str().unwrap();
+    for (set, expect) in [
+        ("optim.lrr=1", "optim.lrr"),
+        ("sgld.steps=-3", "sgld.steps"),
+        ("buffer.reinit_fraction=1.5", "buffer.reinit_fraction"),
+        ("train.device=tpu", "unknown device `tpu`"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("data.batch_size=0", "data.batch_size"),
+    ] {
+        let e = fails(&["train", "--config", cfg, "--out", o, "--set", set]);
+        assert!(e.contains(expect), "{set}: {e}");
+    }
+    let bad = write_config(dir.path(), "bad.toml", &format!("{TINY_JEM}\n[extra]\nx = 1\n"));
+    let e = fails(&["train", "--config", bad.to_str().unwrap(), "--out", o]);
+    assert!(e.contains("extra"), "{e}");
+    let e = fails(&["train", "--config", cfg, "--out", o, "--data", "toy2d:moons:100"]);
+    assert!(e.contains("shape"), "{e}");
+    assert!(!out.exists(), "a failed start wrote {}", out.display());
+}
+
+#[test]
+fn checkpoints_of_another_architecture_or_truncated_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.max_steps=3",
+    ]);
+    let ckpt = run.join("checkpoints/step-00000003");
+    // Another width: the weights do not fit.
+    let e = fails(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "model.width=8",
+    ]);
+    assert!(e.contains("another architecture"), "{e}");
+    // Sampling works from it ...
+    let png = dir.path().join("s.png");
+    let out = ok(&[
+        "sample",
+        "--ckpt",
+        run.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+        "--per-class",
+        "2",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert!(png.exists() && out.contains("20 samples"), "{out}");
+    // ... until the weights are truncated.
+    let model = ckpt.join("model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&["sample", "--ckpt", ckpt.to_str().unwrap(), "--out", png.to_str().unwrap(), "--device", "cpu"]);
+    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+}
