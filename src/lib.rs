@@ -13,3 +13,4 @@ pub mod eval;
 pub mod objectives;
 pub mod sampling;
 pub mod train;
+pub mod bench;

@@ -1,4 +1,5 @@
 //! Argument parsing and dispatch for the `ebm` binary.
+mod bench_cmd;
 mod data_cmd;
 mod sample_cmd;
 mod train_cmd;
@@ -22,6 +23,8 @@ pub enum Command {
     Train(train_cmd::TrainArgs),
     /// Draw a PNG grid of samples from a checkpoint.
     Sample(sample_cmd::SampleArgs),
+    /// Time training iterations, SGLD and the data loader.
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,5 +57,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(a) => data_cmd::run(a),
         Command::Train(a) => train_cmd::run(a),
         Command::Sample(a) => sample_cmd::run(a),
+        Command::Bench(a) => bench_cmd::run(a),
     }
 }

@@ -1,6 +1,6 @@
 //! A small ConvNet for fast tests and CPU demos: four 3x3 convolutions (two strided) with the
 //! configured activation, then global average pooling.
-use super::layers::Conv2d;
+use super::layers::{Conv2d, WeightInit};
 use super::wrn::activate;
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
@@ -23,7 +23,7 @@ impl ConvNet {
             .enumerate()
             .map(|(i, &(a, b, s))| {
                 (
-                    Conv2d::new(&(p / format!("conv{i}")), a, b, 3, s, 1, cfg.spectral_norm),
+                    Conv2d::new(&(p / format!("conv{i}")), a, b, 3, s, 1, cfg.spectral_norm, WeightInit::He),
                     NormLayer::new(&(p / format!("norm{i}")), b, cfg.norm),
                 )
             })

@@ -2,10 +2,30 @@
 use super::spectral_norm::SpectralNorm;
 use tch::{nn, nn::Init, Tensor};
 
-/// PyTorch's default init for conv/linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+/// How weights are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightInit {
+    /// PyTorch's default for conv/linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (JEM's WRN uses it).
+    PyTorch,
+    /// He et al. for LeakyReLU(0.2): U(-b, b), b = sqrt(6 / ((1 + 0.2^2) fan_in)), which keeps the
+    /// activation scale through plain (non-residual) stacks.
+    He,
+}
+
+/// PyTorch's default init, also used for every bias.
 fn default_init(fan_in: i64) -> Init {
     let b = 1.0 / (fan_in as f64).sqrt();
     Init::Uniform { lo: -b, up: b }
+}
+
+fn weight_init(kind: WeightInit, fan_in: i64) -> Init {
+    match kind {
+        WeightInit::PyTorch => default_init(fan_in),
+        WeightInit::He => {
+            let b = (6.0 / (1.04 * fan_in as f64)).sqrt();
+            Init::Uniform { lo: -b, up: b }
+        }
+    }
 }
 
 /// A weight that is either used as is or spectrally normalised.
@@ -16,13 +36,14 @@ struct Weight {
 }
 
 impl Weight {
-    fn new(p: &nn::Path, dims: &[i64], fan_in: i64, spectral: bool) -> Self {
+    fn new(p: &nn::Path, dims: &[i64], fan_in: i64, spectral: bool, init: WeightInit) -> Self {
+        let init = weight_init(init, fan_in);
         if spectral {
-            let w = p.var("weight_orig", dims, default_init(fan_in));
+            let w = p.var("weight_orig", dims, init);
             let sn = SpectralNorm::new(p, &w);
             Weight { w, sn: Some(sn) }
         } else {
-            Weight { w: p.var("weight", dims, default_init(fan_in)), sn: None }
+            Weight { w: p.var("weight", dims, init), sn: None }
         }
     }
 
@@ -44,9 +65,10 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(p: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, spectral: bool) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(p: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, spectral: bool, init: WeightInit) -> Self {
         let fan_in = cin * k * k;
-        let weight = Weight::new(p, &[cout, cin, k, k], fan_in, spectral);
+        let weight = Weight::new(p, &[cout, cin, k, k], fan_in, spectral, init);
         let bias = p.var("bias", &[cout], default_init(fan_in));
         Conv2d { weight, bias, stride, padding }
     }
@@ -65,8 +87,8 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(p: &nn::Path, din: i64, dout: i64, spectral: bool) -> Self {
-        let weight = Weight::new(p, &[dout, din], din, spectral);
+    pub fn new(p: &nn::Path, din: i64, dout: i64, spectral: bool, init: WeightInit) -> Self {
+        let weight = Weight::new(p, &[dout, din], din, spectral, init);
         let bias = p.var("bias", &[dout], default_init(din));
         Linear { weight, bias }
     }

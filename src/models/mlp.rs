@@ -1,5 +1,5 @@
 //! An MLP feature extractor for low-dimensional densities (2-D toys).
-use super::layers::Linear;
+use super::layers::{Linear, WeightInit};
 use super::wrn::activate;
 use super::Backbone;
 use crate::config::{Activation, ModelConfig};
@@ -18,7 +18,7 @@ impl Mlp {
         let mut din = cfg.input_shape[0] as i64;
         let layers = (0..cfg.layers)
             .map(|i| {
-                let l = Linear::new(&(p / format!("fc{i}")), din, h, cfg.spectral_norm);
+                let l = Linear::new(&(p / format!("fc{i}")), din, h, cfg.spectral_norm, WeightInit::He);
                 din = h;
                 l
             })

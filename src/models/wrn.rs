@@ -1,7 +1,7 @@
 //! Wide-ResNet as JEM builds it (wgrathwohl/JEM wideresnet.py): pre-activation blocks
 //! norm -> act -> conv1 -> dropout -> norm -> act -> conv2 (stride on conv2), a 1x1 shortcut only
 //! where the shape changes, biases on every conv, then norm -> act -> 8x8 average pool.
-use super::layers::Conv2d;
+use super::layers::{Conv2d, WeightInit};
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
 use tch::{nn, Tensor};
@@ -30,11 +30,11 @@ impl Block {
         let sn = cfg.spectral_norm;
         Block {
             norm1: NormLayer::new(&(p / "bn1"), cin, cfg.norm),
-            conv1: Conv2d::new(&(p / "conv1"), cin, cout, 3, 1, 1, sn),
+            conv1: Conv2d::new(&(p / "conv1"), cin, cout, 3, 1, 1, sn, WeightInit::PyTorch),
             norm2: NormLayer::new(&(p / "bn2"), cout, cfg.norm),
-            conv2: Conv2d::new(&(p / "conv2"), cout, cout, 3, stride, 1, sn),
+            conv2: Conv2d::new(&(p / "conv2"), cout, cout, 3, stride, 1, sn, WeightInit::PyTorch),
             shortcut: (stride != 1 || cin != cout)
-                .then(|| Conv2d::new(&(p / "shortcut" / "0"), cin, cout, 1, stride, 0, sn)),
+                .then(|| Conv2d::new(&(p / "shortcut" / "0"), cin, cout, 1, stride, 0, sn, WeightInit::PyTorch)),
             dropout: cfg.dropout,
             act: cfg.activation,
         }
@@ -66,7 +66,7 @@ impl WideResNet {
         let n = (cfg.depth - 4) / 6;
         let k = cfg.width as i64;
         let widths = [16, 16 * k, 32 * k, 64 * k];
-        let conv1 = Conv2d::new(&(p / "conv1"), cfg.input_shape[0] as i64, widths[0], 3, 1, 1, cfg.spectral_norm);
+        let conv1 = Conv2d::new(&(p / "conv1"), cfg.input_shape[0] as i64, widths[0], 3, 1, 1, cfg.spectral_norm, WeightInit::PyTorch);
         let mut blocks = Vec::new();
         let mut cin = widths[0];
         for (stage, (&cout, stride)) in widths[1..].iter().zip([1, 2, 2]).enumerate() {
