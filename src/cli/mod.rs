@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch for the `ebm` binary.
 mod bench_cmd;
 mod data_cmd;
+mod eval_cmd;
 mod sample_cmd;
 mod train_cmd;
 
@@ -23,6 +24,12 @@ pub enum Command {
     Train(train_cmd::TrainArgs),
     /// Draw a PNG grid of samples from a checkpoint.
     Sample(sample_cmd::SampleArgs),
+    /// Accuracy, NLL of p(y|x), ECE and mean energy of a checkpoint on a data set.
+    Eval(eval_cmd::EvalArgs),
+    /// Calibration: ECE, MCE, the per-bin table and a reliability diagram.
+    Calibrate(eval_cmd::CalibrateArgs),
+    /// Out-of-distribution detection: AUROC, AUPR, FPR95 per OOD set and score; ROC plot; scores CSV.
+    Ood(eval_cmd::OodArgs),
     /// Time training iterations, SGLD and the data loader.
     Bench(bench_cmd::BenchArgs),
 }
@@ -58,5 +65,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train_cmd::run(a),
         Command::Sample(a) => sample_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
+        Command::Eval(a) => eval_cmd::eval(a),
+        Command::Calibrate(a) => eval_cmd::calibrate(a),
+        Command::Ood(a) => eval_cmd::ood(a),
     }
 }

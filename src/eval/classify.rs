@@ -18,8 +18,9 @@ pub struct Outputs {
     pub labels: Option<Tensor>,
 }
 
-/// The examples of `ds` as model inputs: batch `b` of examples [start, end), with the data noise
-/// the model was trained with (deterministic: seeded by the example index).
+/// Examples [start, end) of `ds` as model inputs, with the data noise the model was trained with
+/// (JEM adds it at test time too). The noise of example i is seeded by i alone, so results do not
+/// depend on the batch size.
 pub fn input_batch(ds: &Dataset, start: usize, end: usize, noise_sigma: f64) -> (Tensor, Option<Tensor>) {
     let idx: Vec<usize> = (start..end).collect();
     let (x, y) = ds.batch(&idx);
@@ -27,8 +28,11 @@ pub fn input_batch(ds: &Dataset, start: usize, end: usize, noise_sigma: f64) -> 
         return (x, y);
     }
     let mut v: Vec<f32> = Vec::try_from(&x.flatten(0, -1)).expect("float batch");
-    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[0xe7a1, start as u64]));
-    add_noise(&mut rng, &mut v, noise_sigma as f32);
+    let numel = ds.example_numel();
+    for (k, chunk) in v.chunks_mut(numel).enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[0xe7a1, (start + k) as u64]));
+        add_noise(&mut rng, chunk, noise_sigma as f32);
+    }
     (Tensor::from_slice(&v).view(x.size().as_slice()), y)
 }
 
