@@ -135,7 +135,7 @@ impl ModelConfig {
 
     /// Rejects values no network can be built from, naming the key.
     pub fn validate(&self) -> crate::Result<()> {
-        if self.arch == Architecture::Wrn && (self.depth < 10 || (self.depth - 4) % 6 != 0) {
+        if self.arch == Architecture::Wrn && (self.depth < 10 || !(self.depth - 4).is_multiple_of(6)) {
             bail!("model.depth = {}: a Wide-ResNet needs depth 6n+4 with n >= 1 (10, 16, 22, 28, ...)", self.depth);
         }
         if self.width == 0 {
@@ -156,7 +156,7 @@ impl ModelConfig {
             }
             _ => {}
         }
-        if self.input_shape.iter().any(|&d| d == 0) {
+        if self.input_shape.contains(&0) {
             bail!("model.input_shape = {:?}: dimensions must be positive", self.input_shape);
         }
         Ok(())

@@ -9,8 +9,8 @@ pub mod models;
 
 /// The crate's error type: `anyhow` with context at every file, config and CLI boundary.
 pub type Result<T> = anyhow::Result<T>;
+pub mod bench;
 pub mod eval;
 pub mod objectives;
 pub mod sampling;
 pub mod train;
-pub mod bench;

@@ -16,7 +16,8 @@ fn trained_jem() -> &'static (std::path::PathBuf, serde_json::Value) {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = write_config(&dir, "jem.toml", JEM_SHAPES);
         let run = dir.join("run");
-        let out = ok(&["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet", "--json"]);
+        let out =
+            ok(&["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet", "--json"]);
         let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
         (run, s)
     })
@@ -61,7 +62,10 @@ fn jem_on_shapes_classifies_and_its_samples_have_lower_energy_than_noise() {
     let sampler = ebm::sampling::Langevin::from_config(&m.config.sgld, (-1.0, 1.0));
     let samples = sampler.run(&|x: &Tensor| m.net.energy(x, false), &noise, 20);
     let (e_noise, e_samples) = tch::no_grad(|| {
-        (m.net.energy(&noise, false).mean(Kind::Float).double_value(&[]), m.net.energy(&samples, false).mean(Kind::Float).double_value(&[]))
+        (
+            m.net.energy(&noise, false).mean(Kind::Float).double_value(&[]),
+            m.net.energy(&samples, false).mean(Kind::Float).double_value(&[]),
+        )
     });
     assert!(e_samples < e_noise - 0.1, "E(samples) {e_samples} vs E(noise) {e_noise}");
 }
@@ -83,14 +87,28 @@ fn eval_calibrate_and_ood_on_the_trained_model() {
     // calibrate: the table adds up and the ECE recomputed from it matches.
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("rel.png");
-    let c = j(&["calibrate", "--ckpt", ckpt, "--data", test, "--json", "--device", "cpu", "--plot", plot.to_str().unwrap()]);
+    let c = j(&[
+        "calibrate",
+        "--ckpt",
+        ckpt,
+        "--data",
+        test,
+        "--json",
+        "--device",
+        "cpu",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     let bins = c["bins"].as_array().unwrap();
     assert_eq!(bins.len(), 20);
     assert_eq!(bins.iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>(), 500);
     let ece: f64 = bins
         .iter()
         .filter(|b| b["count"].as_u64().unwrap() > 0)
-        .map(|b| b["count"].as_f64().unwrap() / 500.0 * (b["accuracy"].as_f64().unwrap() - b["confidence"].as_f64().unwrap()).abs())
+        .map(|b| {
+            b["count"].as_f64().unwrap() / 500.0
+                * (b["accuracy"].as_f64().unwrap() - b["confidence"].as_f64().unwrap()).abs()
+        })
         .sum();
     assert!((ece - c["ece"].as_f64().unwrap()).abs() < 1e-12);
     assert!((c["ece"].as_f64().unwrap() - a["ece"].as_f64().unwrap()).abs() < 1e-12);
@@ -101,8 +119,22 @@ fn eval_calibrate_and_ood_on_the_trained_model() {
     let csv = dir.path().join("scores.csv");
     let roc = dir.path().join("roc.png");
     let o = j(&[
-        "ood", "--ckpt", ckpt, "--in", test, "--ood", "noise:uniform:300", "--ood", "constant:300", "--json", "--device", "cpu",
-        "--scores-out", csv.to_str().unwrap(), "--plot", roc.to_str().unwrap(),
+        "ood",
+        "--ckpt",
+        ckpt,
+        "--in",
+        test,
+        "--ood",
+        "noise:uniform:300",
+        "--ood",
+        "constant:300",
+        "--json",
+        "--device",
+        "cpu",
+        "--scores-out",
+        csv.to_str().unwrap(),
+        "--plot",
+        roc.to_str().unwrap(),
     ]);
     let res = o["results"].as_array().unwrap();
     assert_eq!(res.len(), 6);
@@ -129,13 +161,26 @@ fn eval_calibrate_and_ood_on_the_trained_model() {
     // Bad input: a set of another shape, an unknown score, more classes than the model has.
     let e = fails(&["eval", "--ckpt", ckpt, "--data", "toy2d:moons:10", "--device", "cpu"]);
     assert!(e.contains("shape"), "{e}");
-    let e = fails(&["ood", "--ckpt", ckpt, "--in", test, "--ood", "constant:10", "--score", "likelihood", "--device", "cpu"]);
+    let e = fails(&[
+        "ood",
+        "--ckpt",
+        ckpt,
+        "--in",
+        test,
+        "--ood",
+        "constant:10",
+        "--score",
+        "likelihood",
+        "--device",
+        "cpu",
+    ]);
     assert!(e.contains("unknown score `likelihood`"), "{e}");
     let x = dir.path().join("x.npy");
     let y = dir.path().join("y.npy");
     ebm::data::npy::write(&x, "|u1", &[2, 32, 32, 3], &vec![0u8; 2 * 3072]).unwrap();
     ebm::data::npy::write(&y, "|u1", &[2], &[0, 15]).unwrap();
-    let e = fails(&["eval", "--ckpt", ckpt, "--data", &format!("npy:{},{}", x.display(), y.display()), "--device", "cpu"]);
+    let e =
+        fails(&["eval", "--ckpt", ckpt, "--data", &format!("npy:{},{}", x.display(), y.display()), "--device", "cpu"]);
     assert!(e.contains("16 classes") && e.contains("10"), "{e}");
 }
 
@@ -152,8 +197,16 @@ fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
     let run = dir.path().join("run");
     let cfg = repo_root().join("configs/toy2d-pcd.toml");
     ok(&[
-        "train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet",
-        "--set", "train.epochs=3", "--set", "train.device=\"cpu\"",
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.device=\"cpu\"",
     ]);
     let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
     let chains = m.buffer.expect("a PCD run keeps its chains");
@@ -161,7 +214,13 @@ fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
     let model = mean_log_density(toy, &chains);
     let noise = Tensor::rand([10_000, 2], (Kind::Float, Device::Cpu)) * 8.0 - 4.0;
     let uniform = mean_log_density(toy, &noise);
-    let data = mean_log_density(toy, &ebm::data::load("toy2d:8gaussians:10000", &Default::default()).unwrap().batch(&(0..10_000).collect::<Vec<_>>()).0);
+    let data = mean_log_density(
+        toy,
+        &ebm::data::load("toy2d:8gaussians:10000", &Default::default())
+            .unwrap()
+            .batch(&(0..10_000).collect::<Vec<_>>())
+            .0,
+    );
     eprintln!("mean true log-density: chains {model:.3}, data {data:.3}, uniform noise {uniform:.3}");
     // Seen: chains -3.30, data -2.84, noise -8.83 (3 epochs, seed 1).
     assert!(model > data - 0.8, "chains {model} vs data {data}");

@@ -38,7 +38,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         model.width = w;
     }
     model.validate()?;
-    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, a.batch as usize, 200)).transpose()?;
+    let loader =
+        a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, a.batch as usize, 200)).transpose()?;
     let t = ebm::bench::train_iterations(&model, a.batch, a.sgld_steps, a.iters.max(1), 1, device)?;
     if a.json {
         println!("{}", serde_json::json!({"train": t, "loader": loader}));

@@ -82,7 +82,12 @@ fn load(spec: &str, m: &Loaded) -> anyhow::Result<Dataset> {
 }
 
 /// Confidence and correctness of every example of a labelled set.
-fn confidences(m: &Loaded, ds: &Dataset, c: &Common, device: tch::Device) -> anyhow::Result<(classify::Outputs, Vec<f64>, Vec<bool>)> {
+fn confidences(
+    m: &Loaded,
+    ds: &Dataset,
+    c: &Common,
+    device: tch::Device,
+) -> anyhow::Result<(classify::Outputs, Vec<f64>, Vec<bool>)> {
     if !m.config.model.is_conditional() {
         bail!("{}: this model has an energy head; accuracy and calibration need a classifier", m.dir.display());
     }
@@ -94,7 +99,8 @@ fn confidences(m: &Loaded, ds: &Dataset, c: &Common, device: tch::Device) -> any
     let labels = out.labels.as_ref().expect("labelled");
     let (conf, pred) = logits.softmax(1, tch::Kind::Double).max_dim(1, false);
     let conf: Vec<f64> = Vec::try_from(&conf)?;
-    let correct: Vec<bool> = Vec::<i64>::try_from(&pred.eq_tensor(labels).to_kind(tch::Kind::Int64))?.into_iter().map(|v| v == 1).collect();
+    let correct: Vec<bool> =
+        Vec::<i64>::try_from(&pred.eq_tensor(labels).to_kind(tch::Kind::Int64))?.into_iter().map(|v| v == 1).collect();
     Ok((out, conf, correct))
 }
 
@@ -106,7 +112,10 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let cal = calibration::calibration(&conf, &correct, 20);
     let mean_energy = out.energy.mean(tch::Kind::Double).double_value(&[]);
     if a.common.json {
-        println!("{}", json!({"data": a.data, "count": ds.len(), "accuracy": acc, "nll": nll, "ece": cal.ece, "mean_energy": mean_energy, "checkpoint": m.dir}));
+        println!(
+            "{}",
+            json!({"data": a.data, "count": ds.len(), "accuracy": acc, "nll": nll, "ece": cal.ece, "mean_energy": mean_energy, "checkpoint": m.dir})
+        );
     } else {
         println!("checkpoint   {}", m.dir.display());
         println!("data         {} ({} examples)", a.data, ds.len());
@@ -134,7 +143,13 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("data {} ({} examples), {} bins", a.data, cal.count, a.bins);
-    println!("ECE {:.2}%  MCE {:.2}%  accuracy {:.2}%  mean confidence {:.2}%", 100.0 * cal.ece, 100.0 * cal.mce, 100.0 * cal.accuracy, 100.0 * cal.mean_confidence);
+    println!(
+        "ECE {:.2}%  MCE {:.2}%  accuracy {:.2}%  mean confidence {:.2}%",
+        100.0 * cal.ece,
+        100.0 * cal.mce,
+        100.0 * cal.accuracy,
+        100.0 * cal.mean_confidence
+    );
     println!("{:>14} {:>7} {:>9} {:>11}", "bin", "count", "accuracy", "confidence");
     for b in &cal.bins {
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.4}", v));
@@ -149,7 +164,11 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
 pub fn ood(a: OodArgs) -> anyhow::Result<()> {
     let (m, device) = open(&a.common)?;
     let names: Vec<String> = if a.score.is_empty() {
-        if m.config.model.is_conditional() { vec!["logpx".into(), "maxsoftmax".into(), "gradnorm".into()] } else { vec!["energy".into(), "gradnorm".into()] }
+        if m.config.model.is_conditional() {
+            vec!["logpx".into(), "maxsoftmax".into(), "gradnorm".into()]
+        } else {
+            vec!["energy".into(), "gradnorm".into()]
+        }
     } else {
         a.score.clone()
     };
@@ -200,9 +219,16 @@ pub fn ood(a: OodArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_scores(path: &PathBuf, sets: &[(String, Dataset)], all: &[Vec<Vec<f64>>], names: &[String]) -> anyhow::Result<()> {
+fn write_scores(
+    path: &PathBuf,
+    sets: &[(String, Dataset)],
+    all: &[Vec<Vec<f64>>],
+    names: &[String],
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("csv.tmp");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
+    );
     writeln!(f, "set,in_distribution,index,label,{}", names.join(","))?;
     for (j, (spec, ds)) in sets.iter().enumerate() {
         for i in 0..ds.len() {

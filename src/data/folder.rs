@@ -12,8 +12,11 @@ fn is_image(p: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
+/// Image files with their labels.
+type LabelledFiles = Vec<(PathBuf, i64)>;
+
 /// Lists (class names, files with their labels), both sorted.
-fn list(dir: &Path) -> crate::Result<(Vec<String>, Vec<(PathBuf, i64)>)> {
+fn list(dir: &Path) -> crate::Result<(Vec<String>, LabelledFiles)> {
     if !dir.is_dir() {
         bail!("{}: not a folder (expected one sub-folder of images per class)", dir.display());
     }

@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(ds.num_classes(), 5);
         let Pixels::U8(p) = &ds.pixels else { panic!() };
         // NCHW[0, 1, 0, 2] = NHWC[0, 0, 2, 1] = (0*3 + 2)*3 + 1 = 7
-        assert_eq!(p[(1 * h) * w + 2], 7);
+        assert_eq!(p[h * w + 2], 7);
     }
 
     #[test]

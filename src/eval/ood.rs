@@ -84,7 +84,13 @@ mod tests {
         let mut s = 0.0;
         for &x in a {
             for &y in b {
-                s += if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 };
+                s += if x > y {
+                    1.0
+                } else if x == y {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
         s / (a.len() * b.len()) as f64

@@ -17,7 +17,10 @@ fn register_font() {
 }
 
 /// Draws into an RGB buffer with `draw`, then writes the PNG.
-fn render(path: &Path, draw: impl FnOnce(&mut DrawingArea<BitMapBackend, plotters::coord::Shift>) -> crate::Result<()>) -> crate::Result<()> {
+fn render(
+    path: &Path,
+    draw: impl FnOnce(&mut DrawingArea<BitMapBackend, plotters::coord::Shift>) -> crate::Result<()>,
+) -> crate::Result<()> {
     register_font();
     let mut buf = vec![255u8; (W * H * 3) as usize];
     {
@@ -37,7 +40,12 @@ fn render(path: &Path, draw: impl FnOnce(&mut DrawingArea<BitMapBackend, plotter
 /// perfect calibration, the gap to each bin's mean confidence, and the count above each bar.
 pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate::Result<()> {
     render(path, |root| {
-        let caption = format!("{title}: ECE {:.2}%, MCE {:.2}%, accuracy {:.2}%", 100.0 * cal.ece, 100.0 * cal.mce, 100.0 * cal.accuracy);
+        let caption = format!(
+            "{title}: ECE {:.2}%, MCE {:.2}%, accuracy {:.2}%",
+            100.0 * cal.ece,
+            100.0 * cal.mce,
+            100.0 * cal.accuracy
+        );
         let mut chart = ChartBuilder::on(root)
             .caption(caption, ("sans-serif", 20))
             .margin(15)
@@ -73,7 +81,11 @@ pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate
             .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK.stroke_width(2)));
         chart
             .draw_series(bars.map(|(b, a)| {
-                Text::new(format!("{}", b.count), ((b.lo + b.hi) / 2.0 - 0.012, (a + 0.05).min(1.06)), ("sans-serif", 11))
+                Text::new(
+                    format!("{}", b.count),
+                    ((b.lo + b.hi) / 2.0 - 0.012, (a + 0.05).min(1.06)),
+                    ("sans-serif", 11),
+                )
             }))
             .map_err(|e| anyhow!("plot: {e}"))?;
         chart
@@ -88,8 +100,11 @@ pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate
     })
 }
 
+/// A labelled ROC curve: (label, (FPR, TPR) points, AUROC).
+pub type RocCurve = (String, Vec<(f64, f64)>, f64);
+
 /// ROC curves, one per (label, points, AUROC).
-pub fn roc_plot(curves: &[(String, Vec<(f64, f64)>, f64)], title: &str, path: &Path) -> crate::Result<()> {
+pub fn roc_plot(curves: &[RocCurve], title: &str, path: &Path) -> crate::Result<()> {
     render(path, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))

@@ -58,7 +58,10 @@ pub fn score_dataset(
     }
     for s in scores {
         if s.needs_classes() && !net.cfg.is_conditional() {
-            bail!("score `{}` needs a classifier; this model has an energy head (use `energy` or `gradnorm`)", s.name());
+            bail!(
+                "score `{}` needs a classifier; this model has an energy head (use `energy` or `gradnorm`)",
+                s.name()
+            );
         }
     }
     let mut out = vec![Vec::with_capacity(ds.len()); scores.len()];
@@ -70,7 +73,9 @@ pub fn score_dataset(
         for (k, s) in scores.iter().enumerate() {
             let t = match s {
                 Score::LogPx | Score::Energy => -&plain.energy,
-                Score::MaxSoftmax => plain.logits.as_ref().expect("checked").softmax(1, Kind::Float).max_dim(1, false).0,
+                Score::MaxSoftmax => {
+                    plain.logits.as_ref().expect("checked").softmax(1, Kind::Float).max_dim(1, false).0
+                }
                 Score::GradNorm => {
                     // One input gradient per example: d(sum_i -E(x_i))/dx_i = -dE(x_i)/dx_i.
                     let (_, g) = crate::sampling::energy_grad(&|x: &Tensor| net.energy(x, false), &x);

@@ -66,7 +66,16 @@ pub struct Conv2d {
 
 impl Conv2d {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(p: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, spectral: bool, init: WeightInit) -> Self {
+    pub fn new(
+        p: &nn::Path,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        spectral: bool,
+        init: WeightInit,
+    ) -> Self {
         let fan_in = cin * k * k;
         let weight = Weight::new(p, &[cout, cin, k, k], fan_in, spectral, init);
         let bias = p.var("bias", &[cout], default_init(fan_in));

@@ -81,7 +81,9 @@ impl EnergyNet {
         let d = backbone.out_dim();
         // The heads are not spectrally normalised (IGEBM leaves its last FC free too).
         let (class_output, energy_output) = match cfg.head {
-            Head::Classifier => (Some(Linear::new(&(p / "class_output"), d, cfg.num_classes as i64, false, WeightInit::PyTorch)), None),
+            Head::Classifier => {
+                (Some(Linear::new(&(p / "class_output"), d, cfg.num_classes as i64, false, WeightInit::PyTorch)), None)
+            }
             Head::Energy => (None, Some(Linear::new(&(p / "energy_output"), d, 1, false, WeightInit::PyTorch))),
         };
         EnergyNet { cfg: cfg.clone(), backbone, class_output, energy_output }

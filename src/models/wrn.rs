@@ -66,7 +66,16 @@ impl WideResNet {
         let n = (cfg.depth - 4) / 6;
         let k = cfg.width as i64;
         let widths = [16, 16 * k, 32 * k, 64 * k];
-        let conv1 = Conv2d::new(&(p / "conv1"), cfg.input_shape[0] as i64, widths[0], 3, 1, 1, cfg.spectral_norm, WeightInit::PyTorch);
+        let conv1 = Conv2d::new(
+            &(p / "conv1"),
+            cfg.input_shape[0] as i64,
+            widths[0],
+            3,
+            1,
+            1,
+            cfg.spectral_norm,
+            WeightInit::PyTorch,
+        );
         let mut blocks = Vec::new();
         let mut cin = widths[0];
         for (stage, (&cout, stride)) in widths[1..].iter().zip([1, 2, 2]).enumerate() {

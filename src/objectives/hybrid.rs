@@ -49,7 +49,7 @@ impl Objective for Hybrid {
             let ce = l_data.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0);
             let acc = l_data.argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float);
             if self.ce_weight > 0.0 {
-                loss = loss + &ce * self.ce_weight;
+                loss += &ce * self.ce_weight;
             }
             logs.push(("ce", ce.detach()));
             logs.push(("acc", acc.detach()));
@@ -57,10 +57,10 @@ impl Objective for Hybrid {
         if x_q.is_some() {
             let e_q = out.energy.narrow(0, b, b);
             let gap = e_data.mean(Kind::Float) - e_q.mean(Kind::Float);
-            loss = loss + &gap * self.px_weight;
+            loss += &gap * self.px_weight;
             if self.alpha > 0.0 {
                 let reg = e_data.square().mean(Kind::Float) + e_q.square().mean(Kind::Float);
-                loss = loss + &reg * self.alpha;
+                loss += &reg * self.alpha;
                 logs.push(("reg", reg.detach()));
             }
             logs.push(("e_samples", e_q.mean(Kind::Float).detach()));
@@ -71,7 +71,7 @@ impl Objective for Hybrid {
             let f_data = logits.narrow(0, 0, b).gather(1, &idx, false);
             let f_q = logits.narrow(0, parts.len() as i64 * b - b, b).gather(1, &idx, false);
             let term = f_q.mean(Kind::Float) - f_data.mean(Kind::Float);
-            loss = loss + &term * self.pxy_weight;
+            loss += &term * self.pxy_weight;
             logs.push(("pxy", term.detach()));
         }
         logs.push(("loss", loss.detach()));
