@@ -163,3 +163,50 @@ fn checkpoints_of_another_architecture_or_truncated_are_refused() {
     let e = fails(&["sample", "--ckpt", ckpt.to_str().unwrap(), "--out", png.to_str().unwrap(), "--device", "cpu"]);
     assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
 }
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let run = dir.path().join("run");
+    let child = ebm()
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "train.epochs=1000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is training (a few log lines), then ask it to stop.
+    let metrics = run.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(t0.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let st = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(err.contains("interrupted at step") && err.contains("resume with"), "{err}");
+    let ckpt = ebm::train::checkpoint::resolve(&run).unwrap();
+    let m = ebm::train::checkpoint::read_manifest(&ckpt).unwrap();
+    assert!(m.state.step >= 6, "stopped at step {}", m.state.step);
+    // It resumes from there (into the same run folder by default).
+    let out = ok(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--set",
+        &format!("train.max_steps={}", m.state.step + 2),
+        "--quiet",
+    ]);
+    assert!(out.contains(&format!("done: {} steps", m.state.step + 2)), "{out}");
+}

@@ -14,9 +14,10 @@ pub struct TrainArgs {
     /// Test data spec, evaluated at the end (overrides data.test_spec).
     #[arg(long)]
     pub test_data: Option<String>,
-    /// Output folder: config.json, metrics.jsonl, checkpoints/, samples/.
-    #[arg(long, default_value = "checkpoints/run")]
-    pub out: PathBuf,
+    /// Output folder: config.json, metrics.jsonl, checkpoints/, samples/ (default checkpoints/run,
+    /// or with --resume the run folder the checkpoint belongs to).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Override any config key: --set optim.lr=3e-4 --set sgld.steps=40.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -35,6 +36,22 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The run folder a `--resume` path belongs to: RUN, RUN/checkpoints or RUN/checkpoints/NAME.
+fn run_folder_of(resume: &std::path::Path) -> PathBuf {
+    if resume.join("checkpoints").is_dir() {
+        return resume.to_path_buf();
+    }
+    if resume.file_name().is_some_and(|n| n == "checkpoints") {
+        return resume.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    }
+    match resume.parent() {
+        Some(p) if p.file_name().is_some_and(|n| n == "checkpoints") => {
+            p.parent().map(|q| q.to_path_buf()).unwrap_or_default()
+        }
+        _ => resume.to_path_buf(),
+    }
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
@@ -65,7 +82,29 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give --config FILE (see configs/) or --resume PATH"),
     };
-    let summary = train::train(&cfg, &RunOptions { out: a.out.clone(), resume: a.resume.clone(), quiet: a.quiet })?;
+    // SIGINT/SIGTERM: stop at the next step boundary with a checkpoint; a second one exits at once
+    // (checkpoints are written under a temporary name, so nothing is corrupted).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let out = match (&a.out, &a.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => run_folder_of(r),
+        (None, None) => PathBuf::from("checkpoints/run"),
+    };
+    let opts = RunOptions { out, resume: a.resume.clone(), quiet: a.quiet, stop: Some(stop) };
+    let summary = train::train(&cfg, &opts)?;
+    if summary.interrupted {
+        eprintln!(
+            "interrupted at step {}; checkpoint {}; resume with: ebm train --resume {} --out {}",
+            summary.steps,
+            summary.last_checkpoint.display(),
+            summary.out.display(),
+            summary.out.display()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -84,7 +123,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         println!("run folder: {} (metrics.jsonl, samples/, checkpoints/)", summary.out.display());
         println!("last checkpoint: {}", summary.last_checkpoint.display());
-        println!("resume with: ebm train --resume {}", summary.out.display());
+        if !summary.interrupted {
+            println!("continue with: ebm train --resume {} --set train.epochs=N", summary.out.display());
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -30,6 +31,8 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Set (by a signal handler) to stop at the next step boundary with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a finished run reports.
@@ -46,6 +49,8 @@ pub struct Summary {
     pub images_per_second: f64,
     pub last_checkpoint: PathBuf,
     pub out: PathBuf,
+    /// The run was stopped by a signal before its end (a checkpoint was written).
+    pub interrupted: bool,
 }
 
 /// The model, its optimiser and the negative-phase sampler, as training holds them.
@@ -242,7 +247,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     let mut last_ckpt = resume_dir.clone().unwrap_or_default();
     let mut valid_acc = None;
     let start_step = st.step;
+    let mut interrupted = false;
     while st.step < total {
+        if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            last_ckpt = save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
+            interrupted = true;
+            break;
+        }
         tch::manual_seed(mix_seed(&[cfg.train.seed, 1, st.step]) as i64 & i64::MAX);
         let batch = loader.next_batch();
         debug_assert_eq!((batch.epoch, batch.index), (st.epoch, st.index));
@@ -374,5 +385,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         },
         last_checkpoint: last_ckpt,
         out: opts.out.clone(),
+        interrupted,
     })
 }
