@@ -22,3 +22,6 @@ demo: build
 
 bench: build
 	$(EBM) bench --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 3
+
+clean-demo:
+	rm -rf checkpoints/demo

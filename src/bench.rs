@@ -114,7 +114,7 @@ pub fn train_iterations(
     let _ = s.sum(Kind::Float).double_value(&[]);
     let sgld_rate = k as f64 / t1.elapsed().as_secs_f64();
     Ok(TrainBench {
-        model: format!("{:?}-{}-{}", model.arch, model.depth, model.width).to_lowercase(),
+        model: model.label(),
         parameters: count_parameters(&vs),
         device: crate::device::device_name(device),
         batch,

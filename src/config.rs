@@ -543,7 +543,14 @@ fn expand_model_preset(root: &mut toml::Value) -> crate::Result<()> {
 impl TrainConfig {
     /// A short description of the network, for messages.
     pub fn model_label(&self) -> String {
-        let m = &self.model;
+        self.model.label()
+    }
+}
+
+impl ModelConfig {
+    /// A short description: WRN-28-10, ConvNet-8, MLP-3x128.
+    pub fn label(&self) -> String {
+        let m = self;
         match m.arch {
             Architecture::Wrn => format!("WRN-{}-{}", m.depth, m.width),
             Architecture::Convnet => format!("ConvNet-{}", m.width),

@@ -26,24 +26,26 @@ fn trained_jem() -> &'static (std::path::PathBuf, serde_json::Value) {
 const JEM_SHAPES: &str = r#"
 [model]
 preset = "convnet-small"
-width = 16
+width = 8
 [data]
 spec = "synthetic:shapes:4000"
 test_spec = "synthetic:shapes:500:test"
 augment = false
 [optim]
-lr = 3e-3
+lr = 2e-3
 warmup_iters = 50
 decay_epochs = []
+clip_grad_norm = 5.0
 [sgld]
 steps = 10
 step_size = 10.0
 [buffer]
 size = 500
 [objective]
-alpha = 0.0
+px_weight = 0.1
+alpha = 0.01
 [train]
-epochs = 4
+epochs = 10
 device = "cpu"
 log_every = 20
 sample_every = 0
@@ -225,4 +227,51 @@ fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
     // Seen: chains -3.30, data -2.84, noise -8.83 (3 epochs, seed 1).
     assert!(model > data - 0.8, "chains {model} vs data {data}");
     assert!(model > uniform + 4.0, "chains {model} vs noise {uniform}");
+}
+
+#[test]
+fn a_small_wrn_learns_real_cifar10() {
+    let Some(shared) = shared_cifar_jpeg() else {
+        eprintln!("skipping: ../shared/data/cifar10-jpeg is not present");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    untar(&shared.join("train.tar.gz"), dir.path());
+    untar(&shared.join("test.tar.gz"), dir.path());
+    let cfg = write_config(
+        dir.path(),
+        "wrn.toml",
+        r#"
+[model]
+preset = "wrn-16-2"
+[data]
+augment = true
+valid_fraction = 0.02
+[optim]
+lr = 1e-3
+warmup_iters = 20
+decay_epochs = []
+[objective]
+px_weight = 0.0
+[train]
+epochs = 1
+max_steps = 250
+device = "cpu"
+log_every = 50
+sample_every = 0
+ckpt_every = 0
+"#,
+    );
+    let run = dir.path().join("run");
+    let train = format!("folder:{}", dir.path().join("train").display());
+    let test = format!("folder:{}", dir.path().join("test").display());
+    let out = ok(&[
+        "train", "--config", cfg.to_str().unwrap(), "--data", &train, "--test-data", &test, "--out", run.to_str().unwrap(),
+        "--quiet", "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let acc = s["test_acc"].as_f64().unwrap();
+    eprintln!("WRN-16-2, 250 steps of 64 on CIFAR-10 (JPEG): test accuracy {acc:.4} in {:.0} s", s["seconds"].as_f64().unwrap());
+    // Chance is 10%.
+    assert!(acc > 0.30, "test accuracy {acc}");
 }
