@@ -266,12 +266,24 @@ ckpt_every = 0
     let train = format!("folder:{}", dir.path().join("train").display());
     let test = format!("folder:{}", dir.path().join("test").display());
     let out = ok(&[
-        "train", "--config", cfg.to_str().unwrap(), "--data", &train, "--test-data", &test, "--out", run.to_str().unwrap(),
-        "--quiet", "--json",
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        &train,
+        "--test-data",
+        &test,
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--json",
     ]);
     let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let acc = s["test_acc"].as_f64().unwrap();
-    eprintln!("WRN-16-2, 250 steps of 64 on CIFAR-10 (JPEG): test accuracy {acc:.4} in {:.0} s", s["seconds"].as_f64().unwrap());
+    eprintln!(
+        "WRN-16-2, 250 steps of 64 on CIFAR-10 (JPEG): test accuracy {acc:.4} in {:.0} s",
+        s["seconds"].as_f64().unwrap()
+    );
     // Chance is 10%.
     assert!(acc > 0.30, "test accuracy {acc}");
 }
