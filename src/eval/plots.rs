@@ -57,6 +57,7 @@ pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate
             .configure_mesh()
             .x_desc("confidence (max p(y|x))")
             .y_desc("accuracy")
+            .light_line_style(TRANSPARENT)
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(|e| anyhow!("plot: {e}"))?;
@@ -117,6 +118,7 @@ pub fn roc_plot(curves: &[RocCurve], title: &str, path: &Path) -> crate::Result<
             .configure_mesh()
             .x_desc("false-positive rate (OOD accepted)")
             .y_desc("true-positive rate (in-distribution accepted)")
+            .light_line_style(TRANSPARENT)
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(|e| anyhow!("plot: {e}"))?;

@@ -116,6 +116,24 @@ fn save_checkpoint(root: &Path, name: &str, m: &Model, st: &TrainState, cfg: &Tr
     )
 }
 
+/// The step's samples as a grid, and with a per-class buffer a conditional grid with one row per
+/// class (the first 8 chains of each class block; no extra sampling).
+fn save_sample_grids(m: &Model, samples: &Option<Tensor>, dir: &Path, step: u64) -> crate::Result<()> {
+    let Some(s) = samples.as_ref().filter(|s| s.dim() == 4) else { return Ok(()) };
+    let n = s.size()[0].min(64);
+    grid::save_grid(&s.narrow(0, 0, n), 0, &dir.join(format!("step-{step:08}.png")))?;
+    if let Some(b) = m.negatives.buffer.as_ref() {
+        if let Some(k) = b.classes {
+            let block = b.size() / k;
+            let per = block.min(8);
+            let idx: Vec<i64> = (0..k).flat_map(|c| (0..per).map(move |i| c * block + i)).collect();
+            let rows = b.data.index_select(0, &Tensor::from_slice(&idx).to_device(b.data.device()));
+            grid::save_grid(&rows, per as usize, &dir.join(format!("step-{step:08}-per-class.png")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes step checkpoints beyond the newest `keep`.
 fn prune(root: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
@@ -329,16 +347,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
             bar.set_message(msg);
         }
         if cfg.train.sample_every > 0 && st.step % cfg.train.sample_every == 0 {
-            if let Some(s) = &terms.samples {
-                if s.dim() == 4 {
-                    let n = s.size()[0].min(64);
-                    grid::save_grid(
-                        &s.narrow(0, 0, n),
-                        0,
-                        &opts.out.join("samples").join(format!("step-{:08}.png", st.step)),
-                    )?;
-                }
-            }
+            save_sample_grids(&m, &terms.samples, &opts.out.join("samples"), st.step)?;
         }
         if epoch_end {
             valid_acc = accuracy(&m, &valid, cfg, device)?;
