@@ -187,6 +187,45 @@ pub struct TrainConfig {
     pub objective: ObjectiveConfig,
     #[serde(default)]
     pub train: LoopConfig,
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+/// The divergence guard: what counts as diverging, and what a rollback changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Roll back instead of stopping when a step diverges.
+    pub enabled: bool,
+    /// Give up after this many rollbacks in one run.
+    pub max_rollbacks: u32,
+    /// |mean E(data)| or |mean E(samples)| beyond this is divergence.
+    pub max_energy: f64,
+    /// |E(data) - E(samples)| beyond this is divergence.
+    pub max_gap: f64,
+    /// SGLD samples with a value beyond this magnitude are divergence (images live in [-1, 1]).
+    pub max_sample: f64,
+    /// The learning rate is multiplied by this at every rollback.
+    pub lr_factor: f64,
+    /// SGLD steps are multiplied by this at every rollback.
+    pub sgld_steps_factor: f64,
+    /// Restart every chain of the replay buffer from noise at a rollback.
+    pub reset_buffer: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            enabled: true,
+            max_rollbacks: 3,
+            max_energy: 1e4,
+            max_gap: 1e4,
+            max_sample: 1e3,
+            lr_factor: 0.5,
+            sgld_steps_factor: 1.0,
+            reset_buffer: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -485,6 +524,15 @@ impl TrainConfig {
             bail!("key `train.log_every` = 0: must be positive");
         }
         crate::device::parse_device_syntax(&self.train.device).context("key `train.device`")?;
+        positive(self.guard.max_energy, "guard.max_energy")?;
+        positive(self.guard.max_gap, "guard.max_gap")?;
+        positive(self.guard.max_sample, "guard.max_sample")?;
+        if !(self.guard.lr_factor > 0.0 && self.guard.lr_factor <= 1.0) {
+            bail!("key `guard.lr_factor` = {}: must be in (0, 1]", self.guard.lr_factor);
+        }
+        if !(self.guard.sgld_steps_factor.is_finite() && self.guard.sgld_steps_factor >= 1.0) {
+            bail!("key `guard.sgld_steps_factor` = {}: must be >= 1", self.guard.sgld_steps_factor);
+        }
         Ok(())
     }
 

@@ -284,3 +284,51 @@ fn igebm_and_the_conditional_jem_term_train_finite() {
     // 10 rows of 8 images of 32 px with 2 px padding.
     assert_eq!((grid.width(), grid.height()), (8 * 34 + 2, 10 * 34 + 2));
 }
+
+#[test]
+fn a_forced_divergence_is_rolled_back_and_the_run_ends_finite() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let run = dir.path().join("run");
+    // Adam at lr 5 blows the energies up within a few steps; each rollback divides the rate by 10.
+    let out = ok(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+        "--set",
+        "optim.lr=5.0",
+        "--set",
+        "optim.warmup_iters=0",
+        "--set",
+        "guard.lr_factor=0.1",
+        "--set",
+        "guard.max_rollbacks=6",
+        "--set",
+        "guard.max_energy=50",
+        "--set",
+        "guard.max_gap=50",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(s["steps"], 24);
+    assert!(s["e_data"].as_f64().unwrap().is_finite());
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let rollbacks: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "rollback")
+        .collect();
+    assert!(!rollbacks.is_empty(), "no rollback happened: {log}");
+    for r in &rollbacks {
+        assert!(r["to_step"].as_u64().unwrap() <= r["step"].as_u64().unwrap());
+        assert!(r["reason"].as_str().unwrap().len() > 5);
+    }
+    let last = ebm::train::checkpoint::read_manifest(&ebm::train::checkpoint::resolve(&run).unwrap()).unwrap();
+    assert_eq!(last.state.rollbacks as usize, rollbacks.len());
+    assert!(last.state.lr_scale < 1.0);
+    for (name, t) in weights(&ebm::train::checkpoint::resolve(&run).unwrap()) {
+        assert!(t.isfinite().all().int64_value(&[]) == 1, "{name}");
+    }
+}

@@ -18,7 +18,8 @@ pub const OPTIM_FILE: &str = "optim.safetensors";
 pub const BUFFER_FILE: &str = "buffer.safetensors";
 
 /// Where training stands: enough to continue exactly.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct TrainState {
     /// Iterations completed.
     pub step: u64,
@@ -28,6 +29,26 @@ pub struct TrainState {
     /// Optimiser updates taken (Adam's bias correction).
     pub optimizer_steps: u64,
     pub best_valid_acc: Option<f64>,
+    /// Divergence-guard rollbacks so far, and what they changed: the learning rate is multiplied
+    /// by `lr_scale`; SGLD runs `sgld_steps` steps (0: the config's).
+    pub rollbacks: u32,
+    pub lr_scale: f64,
+    pub sgld_steps: usize,
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        TrainState {
+            step: 0,
+            epoch: 0,
+            index: 0,
+            optimizer_steps: 0,
+            best_valid_acc: None,
+            rollbacks: 0,
+            lr_scale: 1.0,
+            sgld_steps: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -102,6 +102,43 @@ fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
     Model { vs, net, opt, negatives }
 }
 
+/// Loads weights, optimiser moments, buffer and position from a checkpoint into `m`.
+fn restore(m: &mut Model, dir: &Path, cfg: &TrainConfig) -> crate::Result<TrainState> {
+    let manifest = checkpoint::read_manifest(dir)?;
+    checkpoint::load_weights(&mut m.vs, dir)?;
+    m.opt.load(&dir.join(checkpoint::OPTIM_FILE), manifest.state.optimizer_steps)?;
+    if let (Some(b), Some(saved)) = (&mut m.negatives.buffer, checkpoint::load_buffer(dir)?) {
+        if saved.size() != b.data.size() {
+            bail!("{}: buffer of shape {:?}, the config needs {:?}", dir.display(), saved.size(), b.data.size());
+        }
+        tch::no_grad(|| b.data.copy_(&saved));
+    }
+    let st = manifest.state;
+    m.negatives.sampler.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    Ok(st)
+}
+
+/// Why a step counts as diverged, if it does: non-finite values, or energies, their gap or the
+/// samples beyond the guard's bounds. `v` = [loss, grad norm, E(data), E(samples), max |sample|]
+/// (the last three NaN-free placeholders when absent).
+fn divergence(v: &[f64], g: &crate::config::GuardConfig) -> Option<String> {
+    let names = ["loss", "gradient norm", "mean E(data)", "mean E(samples)", "largest |sample|"];
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Some(format!("non-finite {}", names[i]));
+    }
+    let (ed, es, xs) = (v[2], v[3], v[4]);
+    if ed.abs() > g.max_energy || es.abs() > g.max_energy {
+        return Some(format!("energy beyond {} (E(data) {ed:.3e}, E(samples) {es:.3e})", g.max_energy));
+    }
+    if (ed - es).abs() > g.max_gap {
+        return Some(format!("energy gap {:.3e} beyond {}", ed - es, g.max_gap));
+    }
+    if xs > g.max_sample {
+        return Some(format!("SGLD samples left the range (|x| up to {xs:.3e})"));
+    }
+    None
+}
+
 fn save_checkpoint(root: &Path, name: &str, m: &Model, st: &TrainState, cfg: &TrainConfig) -> crate::Result<PathBuf> {
     checkpoint::save(
         root,
@@ -185,7 +222,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         tch::set_num_threads(cfg.train.threads as i32);
     }
     let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
-    let resume_manifest = resume_dir.as_deref().map(checkpoint::read_manifest).transpose()?;
     let full = Arc::new(load_data(&cfg.data.spec, cfg)?);
     let (train_idx, valid_idx) = train_valid_split(full.len(), cfg.data.valid_fraction);
     if train_idx.len() < cfg.data.batch_size {
@@ -206,17 +242,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     let mut m = build_model(cfg, device, range);
     let objective = objectives::build(cfg);
     let mut st = TrainState::default();
-    if let (Some(dir), Some(manifest)) = (&resume_dir, &resume_manifest) {
-        checkpoint::load_weights(&mut m.vs, dir)?;
-        m.opt.load(&dir.join(checkpoint::OPTIM_FILE), manifest.state.optimizer_steps)?;
-        if let (Some(b), Some(saved)) = (&mut m.negatives.buffer, checkpoint::load_buffer(dir)?) {
-            if saved.size() != b.data.size() {
-                bail!("{}: buffer of shape {:?}, the config needs {:?}", dir.display(), saved.size(), b.data.size());
-            }
-            tch::no_grad(|| b.data.copy_(&saved));
-        }
-        st = manifest.state.clone();
+    if let Some(dir) = &resume_dir {
+        st = restore(&mut m, dir, cfg)?;
     }
+    m.negatives.sampler.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
     std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
         .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
     let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| st.step))?;
@@ -234,7 +263,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     if cfg.train.max_steps > 0 {
         total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
     }
-    let mut loader = Loader::start(full.clone(), plan, st.epoch, st.index, cfg.data.prefetch);
+    let mut loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch);
+    if resume_dir.is_none() && cfg.guard.enabled {
+        // Something to roll back to before the first periodic checkpoint.
+        save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
+    }
 
     let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
@@ -277,28 +310,66 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         debug_assert_eq!((batch.epoch, batch.index), (st.epoch, st.index));
         let x = batch.x.to_device(device);
         let y = batch.y.map(|y| y.to_device(device));
-        let lr = learning_rate(&cfg.optim, st.step, st.epoch);
+        let lr = learning_rate(&cfg.optim, st.step, st.epoch) * st.lr_scale;
 
         let terms = objective.loss(&m.net, &x, y.as_ref(), &mut m.negatives);
         m.opt.zero_grad();
         terms.loss.backward();
         let gnorm = m.opt.grad_norm();
-        // One host read per step: the loss and gradient norm must be finite before the update.
-        let check: Vec<f64> = Vec::try_from(
-            &Tensor::stack(&[terms.loss.detach().to_kind(Kind::Float), gnorm.to_kind(Kind::Float)], 0)
-                .to_kind(Kind::Double),
-        )
-        .expect("two values");
-        if !check.iter().all(|v| v.is_finite()) {
+        // One host read per step: everything the guard needs, before the update.
+        let log =
+            |name: &str| terms.logs.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_kind(Kind::Float).view([1]));
+        let zero = || Tensor::zeros([1], (Kind::Float, device));
+        let probe = Tensor::cat(
+            &[
+                terms.loss.detach().to_kind(Kind::Float).view([1]),
+                gnorm.to_kind(Kind::Float).view([1]),
+                log("e_data").unwrap_or_else(zero),
+                log("e_samples").unwrap_or_else(zero),
+                terms.samples.as_ref().map(|s| s.abs().max().to_kind(Kind::Float).view([1])).unwrap_or_else(zero),
+            ],
+            0,
+        );
+        let check: Vec<f64> = Vec::try_from(&probe.to_kind(Kind::Double)).expect("five values");
+        if let Some(reason) = divergence(&check, &cfg.guard) {
             m.negatives.discard();
-            let path = save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
-            bail!(
-                "non-finite {} at step {} (epoch {}); the last good state (before this step) is saved in {} — resume from it with a lower optim.lr or more sgld.steps",
-                if check[0].is_finite() { "gradient" } else { "loss" },
-                st.step,
-                st.epoch,
-                path.display()
-            );
+            let give_up = !cfg.guard.enabled || st.rollbacks >= cfg.guard.max_rollbacks;
+            if give_up {
+                let path = save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
+                let tried =
+                    if cfg.guard.enabled { format!(" after {} rollbacks", st.rollbacks) } else { String::new() };
+                bail!(
+                    "diverged at step {} (epoch {}): {reason}{tried}; the last good state (before this step) is saved in {} — resume from it with a lower optim.lr or more sgld.steps",
+                    st.step,
+                    st.epoch,
+                    path.display()
+                );
+            }
+            let target = checkpoint::resolve(&ckpt_root)?;
+            let rollbacks = st.rollbacks + 1;
+            let (lr_scale, steps) = (st.lr_scale * cfg.guard.lr_factor, m.negatives.sampler.steps);
+            let diverged_at = st.step;
+            st = restore(&mut m, &target, cfg)?;
+            st.rollbacks = rollbacks;
+            st.lr_scale = lr_scale;
+            st.sgld_steps = ((steps as f64) * cfg.guard.sgld_steps_factor).round() as usize;
+            m.negatives.sampler.steps = st.sgld_steps;
+            if cfg.guard.reset_buffer {
+                if let Some(b) = &mut m.negatives.buffer {
+                    b.data = crate::sampling::buffer::uniform(&b.data.size(), range, device);
+                }
+            }
+            metrics.write(&json!({"step": diverged_at, "epoch": st.epoch, "event": "rollback", "reason": reason,
+                                  "to_step": st.step, "rollbacks": st.rollbacks, "lr_scale": st.lr_scale,
+                                  "sgld_steps": st.sgld_steps, "buffer_reset": cfg.guard.reset_buffer}))?;
+            say(format!(
+                "step {diverged_at}: {reason}; rolled back to step {} (rollback {} of {}), learning rate x{}, {} SGLD steps",
+                st.step, st.rollbacks, cfg.guard.max_rollbacks, st.lr_scale, st.sgld_steps
+            ));
+            drop(loader);
+            loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch);
+            bar.set_position(st.step);
+            continue;
         }
         if cfg.optim.clip_grad_norm > 0.0 {
             m.opt.clip_grad_norm(&gnorm, cfg.optim.clip_grad_norm);
