@@ -154,6 +154,25 @@ pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
     Ok(dest)
 }
 
+/// Tidies what a killed writer left in `root`: a `.NAME.old-PID` whose NAME is missing (a kill
+/// between the two renames of a replacement) is put back; other temporary folders are removed.
+pub fn recover_interrupted_writes(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix('.') else { continue };
+        if let Some((orig, _)) = rest.rsplit_once(".old-") {
+            let dest = root.join(orig);
+            if !dest.exists() && std::fs::rename(e.path(), &dest).is_ok() {
+                continue;
+            }
+        }
+        if rest.contains(".tmp-") || rest.contains(".old-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Reads and verifies a checkpoint folder's manifest: every file present with its size and checksum.
 pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
     let mpath = dir.join(MANIFEST);

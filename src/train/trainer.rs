@@ -250,6 +250,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
     let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| st.step))?;
     let ckpt_root = opts.out.join("checkpoints");
+    checkpoint::recover_interrupted_writes(&ckpt_root);
 
     let plan = BatchPlan {
         seed: cfg.train.seed,
