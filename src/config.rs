@@ -402,6 +402,9 @@ pub struct LoopConfig {
     pub keep_checkpoints: usize,
     /// CPU threads for libtorch (0: its default).
     pub threads: usize,
+    /// Reproducible runs: no cuDNN autotuning and deterministic cuBLAS workspaces on CUDA (CPU runs
+    /// with the same seed and thread count are reproducible in any case).
+    pub deterministic: bool,
 }
 
 impl Default for LoopConfig {
@@ -416,6 +419,7 @@ impl Default for LoopConfig {
             ckpt_every: 1000,
             keep_checkpoints: 2,
             threads: 0,
+            deterministic: false,
         }
     }
 }

@@ -332,3 +332,37 @@ fn a_forced_divergence_is_rolled_back_and_the_run_ends_finite() {
         assert!(t.isfinite().all().int64_value(&[]) == 1, "{name}");
     }
 }
+
+#[test]
+fn deterministic_cpu_runs_repeat_their_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let metrics = |name: &str| -> Vec<serde_json::Value> {
+        let run = dir.path().join(name);
+        ok(&[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--quiet",
+            "--deterministic",
+            "--seed",
+            "5",
+        ]);
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("time");
+                o.remove("img_per_s");
+                v
+            })
+            .collect()
+    };
+    let (a, b) = (metrics("a"), metrics("b"));
+    assert!(a.len() > 5);
+    assert_eq!(a, b);
+}

@@ -30,6 +30,9 @@ pub struct TrainArgs {
     /// Continue from a checkpoint folder or a run folder (its newest checkpoint).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Reproducible run (sets train.deterministic; see the README for what CUDA still varies).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -64,6 +67,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = &a.device {
         set.push(format!("train.device=\"{d}\""));
+    }
+    if a.deterministic {
+        set.push("train.deterministic=true".into());
+        // Must be in the environment before cuBLAS initialises.
+        if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+            std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+        }
     }
     if let Some(s) = a.seed {
         set.push(format!("train.seed={s}"));

@@ -221,6 +221,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);
     }
+    if device.is_cuda() {
+        // cuDNN autotuning picks algorithms by timing, which changes results between runs.
+        tch::Cuda::cudnn_set_benchmark(!cfg.train.deterministic);
+    }
     let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
     let full = Arc::new(load_data(&cfg.data.spec, cfg)?);
     let (train_idx, valid_idx) = train_valid_split(full.len(), cfg.data.valid_fraction);
