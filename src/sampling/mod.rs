@@ -1,10 +1,14 @@
-//! Samplers of the model density p(x) ∝ exp(-E(x)) on the input space, and the replay buffer of
-//! persistent chains.
+//! Samplers of the model density p(x) ∝ exp(-E(x)) on the input space (SGLD/ULA, MALA, HMC), and
+//! the replay buffer of persistent chains.
 pub mod buffer;
+pub mod hmc;
 pub mod langevin;
+pub mod mala;
 
 pub use buffer::ReplayBuffer;
+pub use hmc::Hmc;
 pub use langevin::Langevin;
+pub use mala::Mala;
 
 use tch::Tensor;
 
