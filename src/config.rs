@@ -362,6 +362,10 @@ pub enum ObjectiveKind {
     Jem,
     /// IGEBM's contrastive divergence with the energy-magnitude penalty.
     Igebm,
+    /// Persistent contrastive divergence (Tieleman 2008): persistent chains, never restarted.
+    Pcd,
+    /// CD-k (Hinton 2002): chains started at the data batch, `sgld.steps` = k steps.
+    Cd,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -498,6 +502,9 @@ impl TrainConfig {
         non_negative(self.sgld.step_size, "sgld.step_size")?;
         non_negative(self.sgld.noise, "sgld.noise")?;
         positive(self.sgld.grad_clip, "sgld.grad_clip")?;
+        if self.objective.name == ObjectiveKind::Pcd && !self.buffer.enabled {
+            bail!("key `objective.name` = \"pcd\": persistent chains need the buffer (buffer.enabled = true)");
+        }
         if self.buffer.enabled && self.buffer.size == 0 {
             bail!("key `buffer.size` = 0: must be positive when the buffer is enabled");
         }

@@ -2,6 +2,7 @@
 pub mod calibration;
 pub mod classify;
 pub mod grid;
+pub mod logz;
 pub mod ood;
 pub mod plots;
 pub mod scores;

@@ -5,7 +5,8 @@
 //!     + pxy * (mean E(x+|y) - mean E(x-_y|y))         (p(x|y), JEM's optional term, E(x|y) = -f(x)[y])
 //!     + alpha * (mean E(x+)^2 + mean E(x-)^2)         (IGEBM's energy-magnitude penalty)
 //!
-//! x- are SGLD samples of the model, detached. The data batch and the samples go through the
+//! x- are SGLD samples of the model, detached: from the replay buffer (JEM, IGEBM, PCD) or, for
+//! CD-k, k steps from the data batch itself. The data batch and the samples go through the
 //! network in one training forward pass (one spectral-norm power iteration per step), and the
 //! logits of the data half serve the cross-entropy too: no forward pass is repeated.
 use super::{Negatives, Objective, Terms};
@@ -18,6 +19,8 @@ pub struct Hybrid {
     pub px_weight: f64,
     pub pxy_weight: f64,
     pub alpha: f64,
+    /// CD-k: start the chains at the data batch instead of the buffer or noise.
+    pub chains_from_data: bool,
 }
 
 impl Objective for Hybrid {
@@ -29,7 +32,13 @@ impl Objective for Hybrid {
         let b = x.size()[0];
         let generative = self.px_weight > 0.0 || self.alpha > 0.0;
         let mut parts = vec![x.shallow_clone()];
-        let x_q = generative.then(|| negatives.sample(net, b, None));
+        let x_q = generative.then(|| {
+            if self.chains_from_data {
+                negatives.sample_from(net, x)
+            } else {
+                negatives.sample(net, b, None)
+            }
+        });
         if let Some(q) = &x_q {
             parts.push(q.shallow_clone());
         }

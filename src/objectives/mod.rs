@@ -34,13 +34,19 @@ pub fn build(cfg: &TrainConfig) -> Box<dyn Objective> {
             px_weight: o.px_weight,
             pxy_weight: o.pxy_weight,
             alpha: o.alpha,
+            chains_from_data: false,
         }),
-        ObjectiveKind::Igebm => Box::new(hybrid::Hybrid {
-            name: "igebm",
+        ObjectiveKind::Igebm | ObjectiveKind::Pcd | ObjectiveKind::Cd => Box::new(hybrid::Hybrid {
+            name: match o.name {
+                ObjectiveKind::Igebm => "igebm",
+                ObjectiveKind::Pcd => "pcd",
+                _ => "cd",
+            },
             ce_weight: 0.0,
             px_weight: o.px_weight,
             pxy_weight: 0.0,
             alpha: o.alpha,
+            chains_from_data: o.name == ObjectiveKind::Cd,
         }),
     }
 }

@@ -51,6 +51,11 @@ impl Negatives {
         x
     }
 
+    /// Samples after the configured SGLD steps started at `x0` (CD-k's chains start at the data).
+    pub fn sample_from(&mut self, net: &EnergyNet, x0: &Tensor) -> Tensor {
+        self.sampler.run(&|x: &Tensor| net.energy(x, false), x0, self.sampler.steps)
+    }
+
     /// Writes the chains of this step back to the buffer.
     pub fn commit(&mut self) {
         if let Some(b) = &mut self.buffer {

@@ -93,9 +93,13 @@ fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
     let net = EnergyNet::new(&vs.root(), &cfg.model);
     let opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
-    let buffer = cfg.buffer.enabled.then(|| {
+    // CD-k starts its chains at the data: it keeps no buffer.
+    let buffer = (cfg.buffer.enabled && cfg.objective.name != crate::config::ObjectiveKind::Cd).then(|| {
         let classes = cfg.buffer.per_class.then_some(cfg.model.num_classes as i64);
-        ReplayBuffer::new(cfg.buffer.size as i64, &shape, cfg.buffer.reinit_fraction, classes, range, device)
+        // PCD's chains are never restarted.
+        let reinit =
+            if cfg.objective.name == crate::config::ObjectiveKind::Pcd { 0.0 } else { cfg.buffer.reinit_fraction };
+        ReplayBuffer::new(cfg.buffer.size as i64, &shape, reinit, classes, range, device)
     });
     let sampler = Langevin::from_config(&cfg.sgld, (-range, range));
     let negatives = Negatives::new(sampler, buffer, shape, range, device);
