@@ -195,21 +195,8 @@ fn mean_log_density(toy: Toy, pts: &Tensor) -> f64 {
 
 #[test]
 fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let cfg = repo_root().join("configs/toy2d-pcd.toml");
-    ok(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "train.epochs=3",
-        "--set",
-        "train.device=\"cpu\"",
-    ]);
+    // configs/toy2d-pcd.toml as it stands: contrastive divergence on buffer chains.
+    let (_dir, run) = train_toy(None, &[]);
     let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
     let chains = m.buffer.expect("a PCD run keeps its chains");
     let toy = Toy::EightGaussians;
@@ -288,27 +275,35 @@ ckpt_every = 0
     assert!(acc > 0.30, "test accuracy {acc}");
 }
 
-/// Trains `objective` on 8gaussians and returns the exact held-out log-likelihood (grid log Z).
-fn toy_log_likelihood(objective: &str, extra: &[&str]) -> f64 {
+/// Trains configs/toy2d-pcd.toml (3 epochs on CPU, optionally another objective) into a
+/// temporary folder; returns it with the run folder.
+fn train_toy(objective: Option<&str>, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let cfg = repo_root().join("configs/toy2d-pcd.toml");
     let mut args = vec![
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "train.epochs=3",
-        "--set",
-        "train.device=\"cpu\"",
+        "train".to_string(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--out".into(),
+        run.display().to_string(),
+        "--quiet".into(),
+        "--set".into(),
+        "train.epochs=3".into(),
+        "--set".into(),
+        "train.device=\"cpu\"".into(),
     ];
-    let name = format!("objective.name=\"{objective}\"");
-    args.extend(["--set", &name]);
-    args.extend(extra);
-    ok(&args);
+    if let Some(o) = objective {
+        args.extend(["--set".into(), format!("objective.name=\"{o}\"")]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    (dir, run)
+}
+
+/// Trains `objective` on 8gaussians and returns the exact held-out log-likelihood (grid log Z).
+fn toy_log_likelihood(objective: &str, extra: &[&str]) -> f64 {
+    let (_dir, run) = train_toy(Some(objective), extra);
     let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
     let log_z = ebm::eval::logz::grid_log_z(&m.net, -7.0, 7.0, 700, Device::Cpu).unwrap();
     let held_out = ebm::data::load("toy2d:8gaussians:5000:test", &Default::default()).unwrap();

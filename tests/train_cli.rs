@@ -114,18 +114,8 @@ fn bad_configs_name_the_key_and_write_nothing() {
 #[test]
 fn checkpoints_of_another_architecture_or_truncated_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
-    let run = dir.path().join("run");
-    ok(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "train.max_steps=3",
-    ]);
+    let (run, _) = train_tiny(dir.path(), "run", &["--set", "train.max_steps=3"]);
+    let cfg = dir.path().join("tiny.toml");
     let ckpt = run.join("checkpoints/step-00000003");
     // Another width: the weights do not fit.
     let e = fails(&[
@@ -288,30 +278,27 @@ fn igebm_and_the_conditional_jem_term_train_finite() {
 #[test]
 fn a_forced_divergence_is_rolled_back_and_the_run_ends_finite() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
-    let run = dir.path().join("run");
     // Adam at lr 5 blows the energies up within a few steps; each rollback divides the rate by 10.
-    let out = ok(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--json",
-        "--set",
-        "optim.lr=5.0",
-        "--set",
-        "optim.warmup_iters=0",
-        "--set",
-        "guard.lr_factor=0.1",
-        "--set",
-        "guard.max_rollbacks=6",
-        "--set",
-        "guard.max_energy=50",
-        "--set",
-        "guard.max_gap=50",
-    ]);
-    let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let (run, out) = train_tiny(
+        dir.path(),
+        "run",
+        &[
+            "--json",
+            "--set",
+            "optim.lr=5.0",
+            "--set",
+            "optim.warmup_iters=0",
+            "--set",
+            "guard.lr_factor=0.1",
+            "--set",
+            "guard.max_rollbacks=6",
+            "--set",
+            "guard.max_energy=50",
+            "--set",
+            "guard.max_gap=50",
+        ],
+    );
+    let s = summary(&out);
     assert_eq!(s["steps"], 24);
     assert!(s["e_data"].as_f64().unwrap().is_finite());
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();

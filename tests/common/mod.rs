@@ -95,3 +95,19 @@ sample_every = 4
 ckpt_every = 3
 keep_checkpoints = 100
 "#;
+
+/// Runs `ebm train` on the tiny JEM config (written into `dir`) into `dir/name`, with extra
+/// arguments; expects success and returns (run folder, stdout).
+pub fn train_tiny(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let cfg = write_config(dir, "tiny.toml", TINY_JEM);
+    let run = dir.join(name);
+    let mut args = vec!["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    let out = ok(&args);
+    (run, out)
+}
+
+/// The JSON summary `ebm train --json` prints last.
+pub fn summary(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary")
+}
