@@ -77,12 +77,12 @@ pub fn train_iterations(
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let net = EnergyNet::new(&vs.root(), model);
+    let objective = objectives::build(&cfg, &vs.root());
     let mut opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
     let buffer = ReplayBuffer::new(cfg.buffer.size as i64, &shape, 0.05, None, 1.0, device);
     let sampler = Langevin::from_config(&cfg.sgld, (-1.0, 1.0));
     let mut negatives = Negatives::new(sampler.clone(), Some(buffer), shape.clone(), 1.0, device);
-    let objective = objectives::build(&cfg);
     let mut dims = vec![batch];
     dims.extend(&shape);
     let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;

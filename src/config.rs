@@ -366,6 +366,23 @@ pub enum ObjectiveKind {
     Pcd,
     /// CD-k (Hinton 2002): chains started at the data batch, `sgld.steps` = k steps.
     Cd,
+    /// Exact score matching (Hyvarinen 2005): 1/2 |s|^2 + tr(ds/dx), for low dimension.
+    #[serde(rename = "sm")]
+    ScoreMatching,
+    /// Denoising score matching (Vincent 2011) at noise level `dsm_sigma`.
+    Dsm,
+    /// Sliced score matching (Song et al. 2019) with `ssm_projections` random projections.
+    Ssm,
+    /// Noise-contrastive estimation (Gutmann & Hyvarinen 2010) against N(0, nce_noise_std^2 I),
+    /// with log Z a learnt scalar.
+    Nce,
+}
+
+impl ObjectiveKind {
+    /// Whether the objective draws model samples (SGLD chains, a buffer).
+    pub fn uses_chains(self) -> bool {
+        matches!(self, ObjectiveKind::Jem | ObjectiveKind::Igebm | ObjectiveKind::Pcd | ObjectiveKind::Cd)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,11 +397,26 @@ pub struct ObjectiveConfig {
     pub pxy_weight: f64,
     /// Energy-magnitude penalty alpha * (E(x+)^2 + E(x-)^2) (IGEBM: 1).
     pub alpha: f64,
+    /// Noise level of denoising score matching.
+    pub dsm_sigma: f64,
+    /// Random projections per example of sliced score matching.
+    pub ssm_projections: usize,
+    /// Standard deviation of NCE's Gaussian noise distribution.
+    pub nce_noise_std: f64,
 }
 
 impl Default for ObjectiveConfig {
     fn default() -> Self {
-        ObjectiveConfig { name: ObjectiveKind::Jem, ce_weight: 1.0, px_weight: 1.0, pxy_weight: 0.0, alpha: 0.0 }
+        ObjectiveConfig {
+            name: ObjectiveKind::Jem,
+            ce_weight: 1.0,
+            px_weight: 1.0,
+            pxy_weight: 0.0,
+            alpha: 0.0,
+            dsm_sigma: 0.1,
+            ssm_projections: 1,
+            nce_noise_std: 1.0,
+        }
     }
 }
 
@@ -527,6 +559,18 @@ impl TrainConfig {
         }
         if self.objective.name == ObjectiveKind::Jem && !self.model.is_conditional() {
             bail!("key `objective.name` = \"jem\": needs a classifier head (model.head = \"classifier\")");
+        }
+        positive(self.objective.dsm_sigma, "objective.dsm_sigma")?;
+        positive(self.objective.nce_noise_std, "objective.nce_noise_std")?;
+        if self.objective.ssm_projections == 0 {
+            bail!("key `objective.ssm_projections` = 0: must be positive");
+        }
+        if self.objective.name == ObjectiveKind::ScoreMatching && self.model.input_shape.iter().product::<usize>() > 64
+        {
+            bail!(
+                "key `objective.name` = \"sm\": exact score matching costs one backward pass per input dimension; use \"ssm\" or \"dsm\" for inputs of {:?}",
+                self.model.input_shape
+            );
         }
         if self.train.epochs == 0 && self.train.max_steps == 0 {
             bail!("key `train.epochs` = 0 with no `train.max_steps`: nothing to train");

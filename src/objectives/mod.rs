@@ -1,7 +1,9 @@
 //! Training objectives: given the network, a data batch and a source of model samples, the loss
 //! and its separately logged terms. Chosen by name in the config and built in [`build`].
 pub mod hybrid;
+pub mod nce;
 pub mod negatives;
+pub mod score_matching;
 
 pub use negatives::Negatives;
 
@@ -24,10 +26,18 @@ pub trait Objective {
     fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: &mut Negatives) -> Terms;
 }
 
-/// The objective named in the config.
-pub fn build(cfg: &TrainConfig) -> Box<dyn Objective> {
+/// The objective named in the config; objectives with parameters of their own (NCE's log Z)
+/// register them under `objective.*` in `p`.
+pub fn build(cfg: &TrainConfig, p: &tch::nn::Path) -> Box<dyn Objective> {
+    use score_matching::{ScoreMatching, Variant};
     let o = &cfg.objective;
     match o.name {
+        ObjectiveKind::ScoreMatching => Box::new(ScoreMatching { variant: Variant::Exact, sigma: o.dsm_sigma }),
+        ObjectiveKind::Ssm => {
+            Box::new(ScoreMatching { variant: Variant::Sliced { projections: o.ssm_projections }, sigma: o.dsm_sigma })
+        }
+        ObjectiveKind::Dsm => Box::new(ScoreMatching { variant: Variant::Denoising, sigma: o.dsm_sigma }),
+        ObjectiveKind::Nce => Box::new(nce::Nce::new(&(p / "objective"), o.nce_noise_std)),
         ObjectiveKind::Jem => Box::new(hybrid::Hybrid {
             name: "jem",
             ce_weight: o.ce_weight,

@@ -251,11 +251,14 @@ pub fn load_weights(vs: &mut VarStore, dir: &Path) -> crate::Result<()> {
             Some(_) => {}
         }
     }
-    if let Some(extra) = file.keys().find(|k| !vars.contains_key(*k)) {
+    // `objective.*` tensors belong to the training objective (NCE's log Z), not to the network:
+    // a model opened for evaluation does not have them.
+    if let Some(extra) = file.keys().find(|k| !vars.contains_key(*k) && !k.starts_with("objective.")) {
         bail!("{}: unexpected tensor `{extra}`: the checkpoint is of another architecture", path.display());
     }
     tch::no_grad(|| {
         for (name, mut t) in vars {
+            // Checked above: every variable is in the file.
             t.copy_(&file[&name]);
         }
     });

@@ -57,6 +57,7 @@ pub struct Summary {
 struct Model {
     vs: VarStore,
     net: EnergyNet,
+    objective: Box<dyn objectives::Objective>,
     opt: Optimizer,
     negatives: Negatives,
 }
@@ -91,10 +92,13 @@ fn data_range(ds: &Dataset) -> f64 {
 fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
     let vs = VarStore::new(device);
     let net = EnergyNet::new(&vs.root(), &cfg.model);
+    // The objective's own parameters (if any) exist before the optimiser collects them.
+    let objective = objectives::build(cfg, &vs.root());
     let opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
-    // CD-k starts its chains at the data: it keeps no buffer.
-    let buffer = (cfg.buffer.enabled && cfg.objective.name != crate::config::ObjectiveKind::Cd).then(|| {
+    // CD-k starts its chains at the data and score matching and NCE draw none: no buffer.
+    let kind = cfg.objective.name;
+    let buffer = (cfg.buffer.enabled && kind.uses_chains() && kind != crate::config::ObjectiveKind::Cd).then(|| {
         let classes = cfg.buffer.per_class.then_some(cfg.model.num_classes as i64);
         // PCD's chains are never restarted.
         let reinit =
@@ -103,7 +107,7 @@ fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
     });
     let sampler = Langevin::from_config(&cfg.sgld, (-range, range));
     let negatives = Negatives::new(sampler, buffer, shape, range, device);
-    Model { vs, net, opt, negatives }
+    Model { vs, net, objective, opt, negatives }
 }
 
 /// Loads weights, optimiser moments, buffer and position from a checkpoint into `m`.
@@ -248,7 +252,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
     let range = data_range(&full);
     let mut m = build_model(cfg, device, range);
-    let objective = objectives::build(cfg);
     let mut st = TrainState::default();
     if let Some(dir) = &resume_dir {
         st = restore(&mut m, dir, cfg)?;
@@ -295,7 +298,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         cfg.model_label(),
         crate::models::count_parameters(&m.vs),
         crate::device::device_name(device),
-        objective.name(),
+        m.objective.name(),
         per_epoch,
         cfg.data.batch_size
     ));
@@ -321,7 +324,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         let y = batch.y.map(|y| y.to_device(device));
         let lr = learning_rate(&cfg.optim, st.step, st.epoch) * st.lr_scale;
 
-        let terms = objective.loss(&m.net, &x, y.as_ref(), &mut m.negatives);
+        let terms = m.objective.loss(&m.net, &x, y.as_ref(), &mut m.negatives);
         m.opt.zero_grad();
         terms.loss.backward();
         let gnorm = m.opt.grad_norm();
