@@ -119,7 +119,7 @@ mod tests {
         let s0 = s_at(&x);
         let mut trace = Tensor::zeros([64], (Kind::Float, Device::Cpu));
         for i in 0..2 {
-            let mut dx = Tensor::zeros([64, 2], (Kind::Float, Device::Cpu));
+            let dx = Tensor::zeros([64, 2], (Kind::Float, Device::Cpu));
             let _ = dx.select(1, i).fill_(h);
             let d = (s_at(&(&x + &dx)) - s_at(&(&x - &dx))) / (2.0 * h);
             trace += d.select(1, i);
