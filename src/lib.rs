@@ -11,6 +11,7 @@ pub mod models;
 pub type Result<T> = anyhow::Result<T>;
 pub mod bench;
 pub mod eval;
+pub mod experiments;
 pub mod objectives;
 pub mod sampling;
 pub mod train;

@@ -2,6 +2,7 @@
 mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
+mod experiment_cmd;
 mod sample_cmd;
 mod train_cmd;
 
@@ -30,6 +31,9 @@ pub enum Command {
     Calibrate(eval_cmd::CalibrateArgs),
     /// Out-of-distribution detection: AUROC, AUPR, FPR95 per OOD set and score; ROC plot; scores CSV.
     Ood(eval_cmd::OodArgs),
+    /// Reproduce experiments whose truth is known (`is-mle`: seed 004, section 7).
+    #[command(subcommand)]
+    Experiment(experiment_cmd::Experiment),
     /// Time training iterations, SGLD and the data loader.
     Bench(bench_cmd::BenchArgs),
 }
@@ -65,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train_cmd::run(a),
         Command::Sample(a) => sample_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
+        Command::Experiment(e) => experiment_cmd::run(e),
         Command::Eval(a) => eval_cmd::eval(a),
         Command::Calibrate(a) => eval_cmd::calibrate(a),
         Command::Ood(a) => eval_cmd::ood(a),

@@ -144,3 +144,63 @@ pub fn roc_plot(curves: &[RocCurve], title: &str, path: &Path) -> crate::Result<
         Ok(())
     })
 }
+
+/// A band plot like seed 004's figures 1-2: the range of `lo..hi` shaded green, `mean` in blue,
+/// `truth` in red, over `x`; the y range is clipped to `y_range`.
+pub fn band_plot(
+    x: &[f64],
+    band: (&[f64], &[f64], &[f64]),
+    truth: &[f64],
+    y_range: (f64, f64),
+    title: &str,
+    path: &Path,
+) -> crate::Result<()> {
+    let (lo, mean, hi) = band;
+    let clip = |v: f64| v.clamp(y_range.0, y_range.1);
+    render(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x[0]..x[x.len() - 1], y_range.0..y_range.1)
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("theta")
+            .y_desc("negative log-likelihood")
+            .light_line_style(TRANSPARENT)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        let upper = x.iter().zip(hi).map(|(&a, &b)| (a, clip(b)));
+        let lower = x.iter().zip(lo).rev().map(|(&a, &b)| (a, clip(b)));
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                upper.chain(lower).collect::<Vec<_>>(),
+                GREEN.mix(0.35).filled(),
+            )))
+            .map_err(|e| anyhow!("plot: {e}"))?
+            .label("range of J_BL over runs")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], GREEN.mix(0.35).filled()));
+        chart
+            .draw_series(LineSeries::new(x.iter().zip(mean).map(|(&a, &b)| (a, clip(b))), BLUE.stroke_width(2)))
+            .map_err(|e| anyhow!("plot: {e}"))?
+            .label("mean of J_BL")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(x.iter().zip(truth).map(|(&a, &b)| (a, clip(b))), RED.stroke_width(2)))
+            .map_err(|e| anyhow!("plot: {e}"))?
+            .label("true NLL J(theta)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        Ok(())
+    })
+}

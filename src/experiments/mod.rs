@@ -1,0 +1,2 @@
+//! Experiments that reproduce published findings where the truth is known.
+pub mod is_mle;
