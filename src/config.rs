@@ -376,6 +376,9 @@ pub enum ObjectiveKind {
     /// Noise-contrastive estimation (Gutmann & Hyvarinen 2010) against N(0, nce_noise_std^2 I),
     /// with log Z a learnt scalar.
     Nce,
+    /// Importance-sampling MLE (Geyer 1994; seed 004): log Z estimated from `is_samples` draws of
+    /// N(0, is_proposal_std^2 I); its gradient is the self-normalised one.
+    IsMle,
 }
 
 impl ObjectiveKind {
@@ -403,6 +406,9 @@ pub struct ObjectiveConfig {
     pub ssm_projections: usize,
     /// Standard deviation of NCE's Gaussian noise distribution.
     pub nce_noise_std: f64,
+    /// Importance-sampling MLE: proposal standard deviation and draws per step.
+    pub is_proposal_std: f64,
+    pub is_samples: usize,
 }
 
 impl Default for ObjectiveConfig {
@@ -416,6 +422,8 @@ impl Default for ObjectiveConfig {
             dsm_sigma: 0.1,
             ssm_projections: 1,
             nce_noise_std: 1.0,
+            is_proposal_std: 1.0,
+            is_samples: 256,
         }
     }
 }
@@ -562,6 +570,10 @@ impl TrainConfig {
         }
         positive(self.objective.dsm_sigma, "objective.dsm_sigma")?;
         positive(self.objective.nce_noise_std, "objective.nce_noise_std")?;
+        positive(self.objective.is_proposal_std, "objective.is_proposal_std")?;
+        if self.objective.is_samples == 0 {
+            bail!("key `objective.is_samples` = 0: must be positive");
+        }
         if self.objective.ssm_projections == 0 {
             bail!("key `objective.ssm_projections` = 0: must be positive");
         }

@@ -312,15 +312,16 @@ fn toy_log_likelihood(objective: &str, extra: &[&str]) -> f64 {
 }
 
 #[test]
-fn score_matching_and_nce_reach_a_held_out_likelihood_near_the_truth() {
+fn score_matching_nce_and_is_mle_reach_a_held_out_likelihood_near_the_truth() {
     let sm = toy_log_likelihood("sm", &[]);
     let ssm = toy_log_likelihood("ssm", &[]);
     let dsm = toy_log_likelihood("dsm", &["--set", "objective.dsm_sigma=0.1"]);
     let nce = toy_log_likelihood("nce", &["--set", "objective.nce_noise_std=2.5"]);
+    let is = toy_log_likelihood("is-mle", &["--set", "objective.is_proposal_std=2.5"]);
     eprintln!(
-        "held-out log-likelihood on 8gaussians: SM {sm:.3}, SSM {ssm:.3}, DSM {dsm:.3}, NCE {nce:.3} (truth -2.84)"
+        "held-out log-likelihood on 8gaussians: SM {sm:.3}, SSM {ssm:.3}, DSM {dsm:.3}, NCE {nce:.3}, IS-MLE {is:.3} (truth -2.84)"
     );
-    for (name, ll) in [("SM", sm), ("SSM", ssm), ("DSM", dsm), ("NCE", nce)] {
+    for (name, ll) in [("SM", sm), ("SSM", ssm), ("DSM", dsm), ("NCE", nce), ("IS-MLE", is)] {
         assert!(ll > -3.6, "{name} {ll}");
         assert!(ll < -2.84 + 0.05, "{name} {ll} beats the truth");
     }

@@ -1,6 +1,7 @@
 //! Training objectives: given the network, a data batch and a source of model samples, the loss
 //! and its separately logged terms. Chosen by name in the config and built in [`build`].
 pub mod hybrid;
+pub mod is_mle;
 pub mod nce;
 pub mod negatives;
 pub mod score_matching;
@@ -38,6 +39,9 @@ pub fn build(cfg: &TrainConfig, p: &tch::nn::Path) -> Box<dyn Objective> {
         }
         ObjectiveKind::Dsm => Box::new(ScoreMatching { variant: Variant::Denoising, sigma: o.dsm_sigma }),
         ObjectiveKind::Nce => Box::new(nce::Nce::new(&(p / "objective"), o.nce_noise_std)),
+        ObjectiveKind::IsMle => {
+            Box::new(is_mle::IsMle { proposal_std: o.is_proposal_std, samples: o.is_samples as i64 })
+        }
         ObjectiveKind::Jem => Box::new(hybrid::Hybrid {
             name: "jem",
             ce_weight: o.ce_weight,
