@@ -1,7 +1,9 @@
-//! Samplers of the model density p(x) ∝ exp(-E(x)) on the input space (SGLD/ULA, MALA, HMC), and
-//! the replay buffer of persistent chains.
+//! Samplers of the model density p(x) ∝ exp(-E(x)) on the input space (SGLD/ULA, MALA, HMC,
+//! independent Metropolis-Hastings, importance sampling with resampling), and the replay buffer of
+//! persistent chains.
 pub mod buffer;
 pub mod hmc;
+pub mod independent;
 pub mod langevin;
 pub mod mala;
 
