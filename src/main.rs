@@ -4,6 +4,12 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // `ebm ... | head` ends quietly, as other command-line tools do, instead of panicking on a
+    // closed pipe (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         // One line: causes joined, line breaks of nested messages folded.

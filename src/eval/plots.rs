@@ -2,6 +2,7 @@
 //! the diagonal, with counts) and ROC curves. Text uses the embedded DejaVu Sans font.
 use super::calibration::Calibration;
 use anyhow::{anyhow, Context};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -36,6 +37,46 @@ fn render(
     img.save(path).with_context(|| format!("{}: cannot write PNG", path.display()))
 }
 
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A titled chart with labelled axes over the given ranges, its mesh drawn without minor lines.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> crate::Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .light_line_style(TRANSPARENT)
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    Ok(chart)
+}
+
+/// Draws the legend of the labelled series at `position`.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> crate::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))
+}
+
 /// The reliability diagram of a calibration: one bar per bin at its accuracy, the diagonal of
 /// perfect calibration, the gap to each bin's mean confidence, and the count above each bar.
 pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate::Result<()> {
@@ -46,21 +87,7 @@ pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate
             100.0 * cal.mce,
             100.0 * cal.accuracy
         );
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..1f64, 0f64..1.08f64)
-            .map_err(|e| anyhow!("plot: {e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("confidence (max p(y|x))")
-            .y_desc("accuracy")
-            .light_line_style(TRANSPARENT)
-            .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        let mut chart = frame(root, &caption, ("confidence (max p(y|x))", "accuracy"), 0.0..1.0, 0.0..1.08)?;
         let bars = cal.bins.iter().filter_map(|b| b.accuracy.map(|a| (b, a)));
         chart
             .draw_series(bars.clone().map(|(b, a)| Rectangle::new([(b.lo, 0.0), (b.hi, a)], BLUE.mix(0.6).filled())))
@@ -89,14 +116,7 @@ pub fn reliability_diagram(cal: &Calibration, title: &str, path: &Path) -> crate
                 )
             }))
             .map_err(|e| anyhow!("plot: {e}"))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
@@ -107,21 +127,13 @@ pub type RocCurve = (String, Vec<(f64, f64)>, f64);
 /// ROC curves, one per (label, points, AUROC).
 pub fn roc_plot(curves: &[RocCurve], title: &str, path: &Path) -> crate::Result<()> {
     render(path, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(|e| anyhow!("plot: {e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("false-positive rate (OOD accepted)")
-            .y_desc("true-positive rate (in-distribution accepted)")
-            .light_line_style(TRANSPARENT)
-            .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        let mut chart = frame(
+            root,
+            title,
+            ("false-positive rate (OOD accepted)", "true-positive rate (in-distribution accepted)"),
+            0.0..1.0,
+            0.0..1.0,
+        )?;
         chart
             .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4).stroke_width(1)))
             .map_err(|e| anyhow!("plot: {e}"))?;
@@ -133,14 +145,7 @@ pub fn roc_plot(curves: &[RocCurve], title: &str, path: &Path) -> crate::Result<
                 .label(format!("{label} (AUROC {auroc:.3})"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -158,21 +163,8 @@ pub fn band_plot(
     let (lo, mean, hi) = band;
     let clip = |v: f64| v.clamp(y_range.0, y_range.1);
     render(path, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x[0]..x[x.len() - 1], y_range.0..y_range.1)
-            .map_err(|e| anyhow!("plot: {e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("theta")
-            .y_desc("negative log-likelihood")
-            .light_line_style(TRANSPARENT)
-            .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        let mut chart =
+            frame(root, title, ("theta", "negative log-likelihood"), x[0]..x[x.len() - 1], y_range.0..y_range.1)?;
         let upper = x.iter().zip(hi).map(|(&a, &b)| (a, clip(b)));
         let lower = x.iter().zip(lo).rev().map(|(&a, &b)| (a, clip(b)));
         chart
@@ -193,14 +185,7 @@ pub fn band_plot(
             .map_err(|e| anyhow!("plot: {e}"))?
             .label("true NLL J(theta)")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
