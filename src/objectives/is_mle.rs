@@ -6,6 +6,7 @@
 //! falls towards 1, the proposal no longer covers the model.
 use super::{Negatives, Objective, Terms};
 use crate::models::EnergyNet;
+use crate::sampling::independent::GaussianProposal;
 use tch::{Kind, Tensor};
 
 pub struct IsMle {
@@ -20,16 +21,11 @@ impl Objective for IsMle {
 
     fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: &mut Negatives) -> Terms {
         let b = x.size()[0];
-        let mut dims = x.size();
-        dims[0] = self.samples;
-        let y = Tensor::randn(dims.as_slice(), (Kind::Float, x.device())) * self.proposal_std;
+        let q = GaussianProposal { mean: 0.0, std: self.proposal_std };
+        let y = q.draw(x, self.samples);
         let e = net.energy(&Tensor::cat(&[x.shallow_clone(), y.shallow_clone()], 0), true);
         let (e_x, e_y) = (e.narrow(0, 0, b), e.narrow(0, b, self.samples));
-        let d = y.flatten(1, -1).size()[1] as f64;
-        let s2 = self.proposal_std * self.proposal_std;
-        let log_q = y.flatten(1, -1).square().sum_dim_intlist([1].as_slice(), false, Kind::Float) * (-0.5 / s2)
-            - 0.5 * d * (2.0 * std::f64::consts::PI * s2).ln();
-        let log_w = -&e_y - log_q;
+        let log_w = -&e_y - q.log_density(&y);
         let log_z = log_w.logsumexp([0].as_slice(), false) - (self.samples as f64).ln();
         let loss = e_x.mean(Kind::Float) + &log_z;
         let wbar = log_w.detach().softmax(0, Kind::Float);

@@ -4,6 +4,7 @@
 //!   G(u) = log p(u) - log q(u),  J = E_data[softplus(-G(x))] + E_q[softplus(G(y))].
 use super::{Negatives, Objective, Terms};
 use crate::models::EnergyNet;
+use crate::sampling::independent::GaussianProposal;
 use tch::{nn, Kind, Tensor};
 
 pub struct Nce {
@@ -20,10 +21,7 @@ impl Nce {
 
     /// log N(u; 0, s^2 I) per example.
     fn log_q(&self, u: &Tensor) -> Tensor {
-        let d = u.flatten(1, -1).size()[1] as f64;
-        let s2 = self.noise_std * self.noise_std;
-        u.flatten(1, -1).square().sum_dim_intlist([1].as_slice(), false, Kind::Float) * (-0.5 / s2)
-            - 0.5 * d * (2.0 * std::f64::consts::PI * s2).ln()
+        GaussianProposal { mean: 0.0, std: self.noise_std }.log_density(u)
     }
 }
 
