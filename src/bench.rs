@@ -82,7 +82,8 @@ pub fn train_iterations(
     let shape = net.input_shape();
     let buffer = ReplayBuffer::new(cfg.buffer.size as i64, &shape, 0.05, None, 1.0, device);
     let sampler = Langevin::from_config(&cfg.sgld, (-1.0, 1.0));
-    let mut negatives = Negatives::new(sampler.clone(), Some(buffer), shape.clone(), 1.0, device);
+    let mut negatives =
+        Negatives::new(Box::new(sampler.clone()), cfg.sgld.steps, Some(buffer), shape.clone(), 1.0, device);
     let mut dims = vec![batch];
     dims.extend(&shape);
     let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;

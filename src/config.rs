@@ -318,22 +318,48 @@ pub enum SgldVariant {
     Textbook,
 }
 
+/// The Markov chain that draws the negatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// SGLD / ULA in the form `variant` (no accept/reject step).
+    Langevin,
+    /// Metropolis-adjusted Langevin, with proposal variance `step_size` (= eps^2).
+    Mala,
+    /// Hamiltonian Monte Carlo: `leapfrog` steps of size `step_size` per transition.
+    Hmc,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SgldConfig {
+    /// Which chain: `langevin` (the SGLD forms of `variant`), `mala` or `hmc`.
+    pub sampler: SamplerKind,
     pub variant: SgldVariant,
     pub steps: usize,
     pub step_size: f64,
     pub noise: f64,
     /// Per-pixel gradient clip of the IGEBM variant.
     pub grad_clip: f64,
-    /// Clamp samples to the data range [-1, 1] after every step.
+    /// Clamp samples to the data range [-1, 1] after every step (Langevin only: a clamp would
+    /// break the exactness of MALA and HMC).
     pub clamp: bool,
+    /// Leapfrog steps per HMC transition.
+    pub leapfrog: usize,
 }
 
 impl Default for SgldConfig {
     fn default() -> Self {
-        SgldConfig { variant: SgldVariant::Jem, steps: 20, step_size: 1.0, noise: 0.01, grad_clip: 0.01, clamp: false }
+        SgldConfig {
+            sampler: SamplerKind::Langevin,
+            variant: SgldVariant::Jem,
+            steps: 20,
+            step_size: 1.0,
+            noise: 0.01,
+            grad_clip: 0.01,
+            clamp: false,
+            leapfrog: 5,
+        }
     }
 }
 
@@ -542,6 +568,12 @@ impl TrainConfig {
         non_negative(self.sgld.step_size, "sgld.step_size")?;
         non_negative(self.sgld.noise, "sgld.noise")?;
         positive(self.sgld.grad_clip, "sgld.grad_clip")?;
+        if self.sgld.sampler != SamplerKind::Langevin {
+            positive(self.sgld.step_size, "sgld.step_size")?;
+        }
+        if self.sgld.sampler == SamplerKind::Hmc && self.sgld.leapfrog == 0 {
+            bail!("key `sgld.leapfrog` = 0: HMC needs at least one leapfrog step");
+        }
         if self.objective.name == ObjectiveKind::Pcd && !self.buffer.enabled {
             bail!("key `objective.name` = \"pcd\": persistent chains need the buffer (buffer.enabled = true)");
         }

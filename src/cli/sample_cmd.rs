@@ -1,5 +1,5 @@
 use anyhow::bail;
-use ebm::sampling::{buffer::uniform, Langevin};
+use ebm::sampling::buffer::uniform;
 use ebm::train::checkpoint;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
@@ -39,7 +39,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         bail!("{}: the model takes points of shape {shape:?}; sample grids need images", m.dir.display());
     }
     let steps = a.steps.unwrap_or(m.config.sgld.steps);
-    let sampler = Langevin::from_config(&m.config.sgld, (-1.0, 1.0));
+    let sampler = ebm::sampling::from_config(&m.config.sgld, (-1.0, 1.0));
     let (n, y) = match a.per_class {
         Some(k) => {
             if !m.config.model.is_conditional() {
@@ -73,13 +73,23 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             uniform(&dims, 1.0, device)
         }
     };
-    let x = match &y {
-        None => sampler.run(&|x: &Tensor| m.net.energy(x, false), &x0, steps),
-        Some(y) => sampler.run(&|x: &Tensor| m.net.conditional_energy(x, y, false), &x0, steps),
+    let chains = match &y {
+        None => sampler.sample(&|x: &Tensor| m.net.energy(x, false), &x0, steps),
+        Some(y) => sampler.sample(&|x: &Tensor| m.net.conditional_energy(x, y, false), &x0, steps),
     };
+    let x = chains.x;
+    let accepted = chains.acceptance.map(|a| format!(", acceptance rate {:.3}", a.double_value(&[])));
     let ncol = a.per_class.unwrap_or(0) as usize;
     ebm::eval::grid::save_grid(&x, ncol, &a.out)?;
     let e = tch::no_grad(|| m.net.energy(&x, false).mean(Kind::Float).double_value(&[]));
-    println!("wrote {} samples ({} SGLD steps from {}) to {}; mean energy {e:.4}", n, steps, a.from, a.out.display());
+    println!(
+        "wrote {} samples ({} {} steps from {}) to {}; mean energy {e:.4}{}",
+        n,
+        steps,
+        sampler.name(),
+        a.from,
+        a.out.display(),
+        accepted.unwrap_or_default()
+    );
     Ok(())
 }

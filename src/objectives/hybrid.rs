@@ -83,6 +83,9 @@ impl Objective for Hybrid {
             loss += &term * self.pxy_weight;
             logs.push(("pxy", term.detach()));
         }
+        if let Some(a) = negatives.take_acceptance() {
+            logs.push(("acceptance", a));
+        }
         logs.push(("loss", loss.detach()));
         Terms { loss, logs, samples: x_q.or(x_qy) }
     }

@@ -96,7 +96,8 @@ mod tests {
         let net = EnergyNet::new(&vs.root(), &cfg);
         let x = Tensor::randn([64, 2], (Kind::Float, Device::Cpu));
         let mut neg = crate::objectives::Negatives::new(
-            crate::sampling::Langevin::from_config(&Default::default(), (-1.0, 1.0)),
+            crate::sampling::from_config(&Default::default(), (-1.0, 1.0)),
+            0,
             None,
             vec![2],
             1.0,

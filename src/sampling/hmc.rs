@@ -1,7 +1,7 @@
 //! Hamiltonian Monte Carlo: momentum p ~ N(0, I), `leapfrog` steps of size `step` on
 //! H(x, p) = E(x) + |p|^2 / 2, accepted per chain with probability min(1, exp(H - H')).
 use super::energy_grad;
-use super::mala::{chain_mask, sq_norm};
+use super::mala::{acceptance_rate, chain_mask, sq_norm};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -13,6 +13,17 @@ pub struct Hmc {
 impl Hmc {
     /// Runs `steps` HMC transitions from `x0`; returns the samples and the mean acceptance rate.
     pub fn run(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
+        let c = super::Sampler::sample(self, energy, x0, steps);
+        (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+    }
+}
+
+impl super::Sampler for Hmc {
+    fn name(&self) -> &'static str {
+        "hmc"
+    }
+
+    fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> super::Chains {
         let mut x = x0.detach();
         let mut accepted = Tensor::zeros([x.size()[0]], (Kind::Float, x.device()));
         for _ in 0..steps {
@@ -34,8 +45,7 @@ impl Hmc {
             x = xn.where_self(&chain_mask(&accept, &x), &x).detach();
             accepted += accept.to_kind(Kind::Float);
         }
-        let rate = if steps == 0 { 0.0 } else { accepted.mean(Kind::Float).double_value(&[]) / steps as f64 };
-        (x, rate)
+        super::Chains { x, acceptance: acceptance_rate(&accepted, steps) }
     }
 }
 

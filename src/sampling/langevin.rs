@@ -67,6 +67,16 @@ impl Langevin {
     }
 }
 
+impl super::Sampler for Langevin {
+    fn name(&self) -> &'static str {
+        "langevin"
+    }
+
+    fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> super::Chains {
+        super::Chains { x: self.run(energy, x0, steps), acceptance: None }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,22 @@ pub fn chain_mask(mask: &Tensor, like: &Tensor) -> Tensor {
 impl Mala {
     /// Runs `steps` MALA steps from `x0`; returns the samples and the mean acceptance rate.
     pub fn run(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
+        let c = super::Sampler::sample(self, energy, x0, steps);
+        (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+    }
+}
+
+/// The mean acceptance per step of `accepted` (per-chain counts over `steps` steps), on the device.
+pub fn acceptance_rate(accepted: &Tensor, steps: usize) -> Option<Tensor> {
+    (steps > 0).then(|| accepted.mean(Kind::Float) / steps as f64)
+}
+
+impl super::Sampler for Mala {
+    fn name(&self) -> &'static str {
+        "mala"
+    }
+
+    fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> super::Chains {
         let eps = self.step.sqrt();
         let h = self.step / 2.0;
         let mut x = x0.detach();
@@ -43,7 +59,6 @@ impl Mala {
             e = e_p.where_self(&accept, &e);
             accepted += accept.to_kind(Kind::Float);
         }
-        let rate = if steps == 0 { 0.0 } else { accepted.mean(Kind::Float).double_value(&[]) / steps as f64 };
-        (x, rate)
+        super::Chains { x, acceptance: acceptance_rate(&accepted, steps) }
     }
 }

@@ -13,7 +13,7 @@ use crate::data::{self, Dataset, LoadOptions};
 use crate::eval::{classify, grid};
 use crate::models::EnergyNet;
 use crate::objectives::{self, Negatives};
-use crate::sampling::{Langevin, ReplayBuffer};
+use crate::sampling::{self, ReplayBuffer};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -105,8 +105,8 @@ fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
             if cfg.objective.name == crate::config::ObjectiveKind::Pcd { 0.0 } else { cfg.buffer.reinit_fraction };
         ReplayBuffer::new(cfg.buffer.size as i64, &shape, reinit, classes, range, device)
     });
-    let sampler = Langevin::from_config(&cfg.sgld, (-range, range));
-    let negatives = Negatives::new(sampler, buffer, shape, range, device);
+    let sampler = sampling::from_config(&cfg.sgld, (-range, range));
+    let negatives = Negatives::new(sampler, cfg.sgld.steps, buffer, shape, range, device);
     Model { vs, net, objective, opt, negatives }
 }
 
@@ -122,7 +122,7 @@ fn restore(m: &mut Model, dir: &Path, cfg: &TrainConfig) -> crate::Result<TrainS
         tch::no_grad(|| b.data.copy_(&saved));
     }
     let st = manifest.state;
-    m.negatives.sampler.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
     Ok(st)
 }
 
@@ -256,7 +256,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     if let Some(dir) = &resume_dir {
         st = restore(&mut m, dir, cfg)?;
     }
-    m.negatives.sampler.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
     std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
         .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
     let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| st.step))?;
@@ -359,13 +359,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
             }
             let target = checkpoint::resolve(&ckpt_root)?;
             let rollbacks = st.rollbacks + 1;
-            let (lr_scale, steps) = (st.lr_scale * cfg.guard.lr_factor, m.negatives.sampler.steps);
+            let (lr_scale, steps) = (st.lr_scale * cfg.guard.lr_factor, m.negatives.steps);
             let diverged_at = st.step;
             st = restore(&mut m, &target, cfg)?;
             st.rollbacks = rollbacks;
             st.lr_scale = lr_scale;
             st.sgld_steps = ((steps as f64) * cfg.guard.sgld_steps_factor).round() as usize;
-            m.negatives.sampler.steps = st.sgld_steps;
+            m.negatives.steps = st.sgld_steps;
             if cfg.guard.reset_buffer {
                 if let Some(b) = &mut m.negatives.buffer {
                     b.data = crate::sampling::buffer::uniform(&b.data.size(), range, device);
