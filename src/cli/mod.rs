@@ -3,6 +3,7 @@ mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod experiment_cmd;
+mod logz_cmd;
 mod sample_cmd;
 mod train_cmd;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Calibrate(eval_cmd::CalibrateArgs),
     /// Out-of-distribution detection: AUROC, AUPR, FPR95 per OOD set and score; ROC plot; scores CSV.
     Ood(eval_cmd::OodArgs),
+    /// log Z of a checkpoint by annealed importance sampling, with its standard error (and the exact
+    /// grid value for 2-D models); log-likelihoods of a data set.
+    Logz(logz_cmd::LogzArgs),
     /// Reproduce experiments whose truth is known (`is-mle`: seed 004, section 7).
     #[command(subcommand)]
     Experiment(experiment_cmd::Experiment),
@@ -73,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => eval_cmd::eval(a),
         Command::Calibrate(a) => eval_cmd::calibrate(a),
         Command::Ood(a) => eval_cmd::ood(a),
+        Command::Logz(a) => logz_cmd::run(a),
     }
 }

@@ -93,11 +93,8 @@ fn evaluate(energy: &dyn Fn(&Tensor) -> Tensor, x: Tensor) -> State {
 /// Keeps `prop` where `accept` holds; returns the acceptance indicator as floats.
 fn select(st: State, prop: State, accept: &Tensor) -> (State, Tensor) {
     let m = chain_mask(accept, &st.x);
-    let next = State {
-        x: prop.x.where_self(&m, &st.x),
-        e: prop.e.where_self(accept, &st.e),
-        g: prop.g.where_self(&m, &st.g),
-    };
+    let next =
+        State { x: prop.x.where_self(&m, &st.x), e: prop.e.where_self(accept, &st.e), g: prop.g.where_self(&m, &st.g) };
     (next, accept.to_kind(Kind::Float))
 }
 
