@@ -119,7 +119,7 @@ pub fn run(a: LogzArgs) -> anyhow::Result<()> {
             -ll / (d as f64 * std::f64::consts::LN_2)
         );
     }
-    if est.ess < 0.01 * est.chains as f64 {
+    if est.ess < (0.1 * est.chains as f64).max(10.0) {
         eprintln!(
             "warning: ESS {:.1} of {} chains: the weights are dominated by a few chains and the standard error is \
              unreliable; raise --temps",
