@@ -133,7 +133,7 @@ pub fn loader_throughput(spec: &str, batch: usize, batches: usize) -> crate::Res
     let ds = Arc::new(data::load(spec, &LoadOptions::default())?);
     let (train, _) = train_valid_split(ds.len(), 0.0);
     let plan = BatchPlan { seed: 0, batch_size: batch, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
-    let mut loader = Loader::start(ds, plan, 0, 0, 8);
+    let mut loader = Loader::start(ds, plan, 0, 0, 8, false);
     let _ = loader.next_batch();
     let t0 = Instant::now();
     for _ in 0..batches {
