@@ -54,7 +54,7 @@ fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
         bail!("the `--fast {mode}` bench process failed ({})", out.status);
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("unreadable bench output")?;
-    Ok(serde_json::from_value(v["train"].clone()).context("unreadable bench output")?)
+    serde_json::from_value(v["train"].clone()).context("unreadable bench output")
 }
 
 fn gpu_memory_text(t: &TrainBench) -> String {
