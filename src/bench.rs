@@ -4,7 +4,8 @@
 use crate::config::{ModelConfig, TrainConfig};
 use crate::data::loader::{train_valid_split, BatchPlan, Loader};
 use crate::data::{self, LoadOptions};
-use crate::models::{count_parameters, EnergyNet};
+use crate::gpu_memory::{PeakMemory, PeakSampler};
+use crate::models::{count_parameters, EnergyNet, Precision};
 use crate::objectives::{self, Negatives};
 use crate::sampling::{Langevin, ReplayBuffer};
 use crate::train::optim::Optimizer;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainBench {
     pub model: String,
     pub parameters: i64,
@@ -24,9 +25,26 @@ pub struct TrainBench {
     pub seconds_per_iter: f64,
     pub sgld_steps_per_second: f64,
     pub images_per_second: f64,
+    /// Whether the fast mode ran (bf16 conv/linear; channels-last on CUDA).
+    pub fast: bool,
+    /// "float32", "bf16" or "bf16+channels-last".
+    pub precision: String,
     /// Peak resident memory of the process (CPU) in MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Peak used device memory from NVML (CUDA only; device-wide, includes the CUDA context).
+    pub gpu_memory: Option<PeakMemory>,
+    /// Why `gpu_memory` is absent, when it is.
+    pub gpu_memory_unavailable: Option<String>,
     pub threads: i32,
+}
+
+/// A short name of a precision, as the bench prints it.
+pub fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Float32 => "float32",
+        Precision::Bf16 { channels_last: false } => "bf16",
+        Precision::Bf16 { channels_last: true } => "bf16+channels-last",
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +78,9 @@ fn sync(device: Device) {
     }
 }
 
-/// Times `iters` JEM iterations (after `warmup` untimed ones) of `model` on random data.
+/// Times `iters` JEM iterations (after `warmup` untimed ones) of `model` on random data, in float32
+/// or in the fast mode. On CUDA, cuDNN autotuning is on (as in a non-deterministic training run)
+/// and the device's peak used memory is sampled through NVML.
 pub fn train_iterations(
     model: &ModelConfig,
     batch: i64,
@@ -68,7 +88,19 @@ pub fn train_iterations(
     iters: usize,
     warmup: usize,
     device: Device,
+    fast: bool,
 ) -> crate::Result<TrainBench> {
+    let precision = Precision::for_fast(fast, device);
+    let (gpu_sampler, gpu_memory_unavailable) = match device {
+        Device::Cuda(i) => {
+            tch::Cuda::cudnn_set_benchmark(true);
+            match PeakSampler::start(i as u32, std::time::Duration::from_millis(5)) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e)),
+            }
+        }
+        _ => (None, Some("not a CUDA device".to_string())),
+    };
     let mut cfg: TrainConfig = TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &[])?;
     cfg.model = model.clone();
     cfg.sgld.steps = sgld_steps;
@@ -76,7 +108,7 @@ pub fn train_iterations(
     cfg.validate()?;
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let net = EnergyNet::new(&vs.root(), model);
+    let net = EnergyNet::new(&vs.root(), model).with_precision(precision);
     let objective = objectives::build(&cfg, &vs.root());
     let mut opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
@@ -114,6 +146,7 @@ pub fn train_iterations(
     let s = sampler.run(&|x: &Tensor| net.energy(x, false), &x0, k);
     let _ = s.sum(Kind::Float).double_value(&[]);
     let sgld_rate = k as f64 / t1.elapsed().as_secs_f64();
+    let gpu_memory = gpu_sampler.map(PeakSampler::finish);
     Ok(TrainBench {
         model: model.label(),
         parameters: count_parameters(&vs),
@@ -124,7 +157,11 @@ pub fn train_iterations(
         seconds_per_iter: per_iter,
         sgld_steps_per_second: sgld_rate,
         images_per_second: batch as f64 / per_iter,
+        fast,
+        precision: precision_name(precision).into(),
         peak_rss_mib: if device == Device::Cpu { peak_rss_mib() } else { None },
+        gpu_memory,
+        gpu_memory_unavailable,
         threads: tch::get_num_threads(),
     })
 }
@@ -134,7 +171,7 @@ pub fn loader_throughput(spec: &str, batch: usize, batches: usize) -> crate::Res
     let ds = Arc::new(data::load(spec, &LoadOptions::default())?);
     let (train, _) = train_valid_split(ds.len(), 0.0);
     let plan = BatchPlan { seed: 0, batch_size: batch, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
-    let mut loader = Loader::start(ds, plan, 0, 0, 8);
+    let mut loader = Loader::start(ds, plan, 0, 0, 8, false);
     let _ = loader.next_batch();
     let t0 = Instant::now();
     for _ in 0..batches {

@@ -475,6 +475,69 @@ pub struct LoopConfig {
     /// Reproducible runs: no cuDNN autotuning and deterministic cuBLAS workspaces on CUDA (CPU runs
     /// with the same seed and thread count are reproducible in any case).
     pub deterministic: bool,
+    /// The fast mode (bf16 conv/linear on float32 master weights, channels-last on CUDA):
+    /// "auto" (on for CUDA, off on the CPU), true or false.
+    pub fast: FastMode,
+}
+
+/// The fast-mode switch as configs write it: `true`, `false` or `"auto"` (also `"on"`, `"off"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastMode {
+    /// On for CUDA devices, off on the CPU.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FastMode {
+    /// Whether the fast mode runs on `device`.
+    pub fn resolve(self, device: tch::Device) -> bool {
+        match self {
+            FastMode::Auto => device.is_cuda(),
+            FastMode::On => true,
+            FastMode::Off => false,
+        }
+    }
+
+    /// Reads `auto`, `on`/`true` or `off`/`false` (the CLI's spelling).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "auto" => Some(FastMode::Auto),
+            "on" | "true" => Some(FastMode::On),
+            "off" | "false" => Some(FastMode::Off),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for FastMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FastMode::Auto => s.serialize_str("auto"),
+            FastMode::On => s.serialize_bool(true),
+            FastMode::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FastMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FastMode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<FastMode, E> {
+                Ok(if b { FastMode::On } else { FastMode::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FastMode, E> {
+                FastMode::parse(s).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for LoopConfig {
@@ -490,6 +553,7 @@ impl Default for LoopConfig {
             keep_checkpoints: 2,
             threads: 0,
             deterministic: false,
+            fast: FastMode::Auto,
         }
     }
 }
@@ -721,4 +785,31 @@ pub fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
         J::Array(a) => toml::Value::Array(a.iter().filter_map(json_to_toml).collect()),
         J::Object(o) => toml::Value::Table(o.iter().filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?))).collect()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_of(set: &str) -> crate::Result<FastMode> {
+        let overrides: Vec<String> = if set.is_empty() { vec![] } else { vec![set.to_string()] };
+        Ok(TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &overrides)?.train.fast)
+    }
+
+    #[test]
+    fn fast_mode_reads_bools_and_auto_and_names_the_key_when_bad() {
+        assert_eq!(fast_of("").unwrap(), FastMode::Auto);
+        assert_eq!(fast_of("train.fast=true").unwrap(), FastMode::On);
+        assert_eq!(fast_of("train.fast=\"off\"").unwrap(), FastMode::Off);
+        assert_eq!(fast_of("train.fast=auto").unwrap(), FastMode::Auto);
+        let e = format!("{:#}", fast_of("train.fast=sometimes").unwrap_err());
+        assert!(e.contains("train.fast") && e.contains("sometimes"), "{e}");
+        assert!(FastMode::Auto.resolve(tch::Device::Cuda(0)) && !FastMode::Auto.resolve(tch::Device::Cpu));
+        assert!(FastMode::On.resolve(tch::Device::Cpu) && !FastMode::Off.resolve(tch::Device::Cuda(0)));
+        // The resolved config round-trips through JSON (config.json, checkpoint manifests).
+        for set in [vec!["train.fast=true".to_string()], vec!["train.fast=false".to_string()], vec![]] {
+            let cfg = TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &set).unwrap();
+            assert_eq!(TrainConfig::from_json(&cfg.to_json()).unwrap().train.fast, cfg.train.fast);
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Device selection (`auto|cpu|cuda|cuda:N`) and what `ebm info` reports about libtorch.
 use anyhow::{bail, Context};
 use serde::Serialize;
-use tch::{Cuda, Device};
+use tch::{Cuda, Device, Tensor};
 
 /// Checks the syntax of a device name without asking libtorch what is present.
 pub fn parse_device_syntax(name: &str) -> crate::Result<Device> {
@@ -33,6 +33,17 @@ pub fn parse_device(name: &str) -> crate::Result<Device> {
         }
     }
     Ok(device)
+}
+
+/// Moves a host tensor to `device`. For CUDA the copy is asynchronous (`non_blocking`), which
+/// overlaps with queued GPU work when the source is in pinned memory (the loader pins batches for
+/// CUDA runs); on the CPU it is a no-op.
+pub fn to_device_async(t: &Tensor, device: Device) -> Tensor {
+    if t.device() == device {
+        t.shallow_clone()
+    } else {
+        t.to_device_(device, t.kind(), device.is_cuda(), false)
+    }
 }
 
 /// The name of a device as the CLI writes it.

@@ -12,6 +12,7 @@ pub type Result<T> = anyhow::Result<T>;
 pub mod bench;
 pub mod eval;
 pub mod experiments;
+pub mod gpu_memory;
 pub mod objectives;
 pub mod sampling;
 pub mod train;

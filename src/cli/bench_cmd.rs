@@ -1,4 +1,6 @@
-use ebm::config::ModelConfig;
+use anyhow::{bail, Context};
+use ebm::bench::TrainBench;
+use ebm::config::{FastMode, ModelConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -23,9 +25,43 @@ pub struct BenchArgs {
     /// Also measure the data loader on this spec (augmented images per second).
     #[arg(long)]
     pub loader: Option<String>,
+    /// Precision: `both` times float32 and the fast mode (each in its own process, so peak
+    /// memory is per mode) and prints their ratio; `on`, `off` or `auto` time one.
+    #[arg(long, default_value = "both", value_name = "both|on|off|auto")]
+    pub fast: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Runs `ebm bench` again in a child process with `--fast MODE --json` and reads its result, so
+/// each precision starts from a fresh allocator (tch cannot empty the CUDA cache) and its peak
+/// memory is its own.
+fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
+    let exe = std::env::current_exe().context("cannot find the ebm executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench", "--preset", &a.preset, "--batch", &a.batch.to_string()]);
+    cmd.args(["--sgld-steps", &a.sgld_steps.to_string(), "--iters", &a.iters.to_string()]);
+    cmd.args(["--device", &a.device, "--fast", mode, "--json"]);
+    if let Some(d) = a.depth {
+        cmd.args(["--depth", &d.to_string()]);
+    }
+    if let Some(w) = a.width {
+        cmd.args(["--width", &w.to_string()]);
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
+    if !out.status.success() {
+        bail!("the `--fast {mode}` bench process failed ({})", out.status);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("unreadable bench output")?;
+    serde_json::from_value(v["train"].clone()).context("unreadable bench output")
+}
+
+fn gpu_memory_text(t: &TrainBench) -> String {
+    match &t.gpu_memory {
+        Some(m) => format!("{:.0} (before: {:.0})", m.peak_mib, m.before_mib),
+        None => "unavailable".into(),
+    }
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -40,19 +76,66 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     model.validate()?;
     let loader =
         a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, a.batch as usize, 200)).transpose()?;
-    let t = ebm::bench::train_iterations(&model, a.batch, a.sgld_steps, a.iters.max(1), 1, device)?;
+    let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
+        vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?]
+    } else {
+        let mode =
+            FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?;
+        vec![ebm::bench::train_iterations(
+            &model,
+            a.batch,
+            a.sgld_steps,
+            a.iters.max(1),
+            1,
+            device,
+            mode.resolve(device),
+        )?]
+    };
+    let t = &runs[0];
+    let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);
     if a.json {
-        println!("{}", serde_json::json!({"train": t, "loader": loader}));
+        let v = match ratio {
+            Some(r) => {
+                serde_json::json!({"float32": runs[0], "fast": runs[1], "fast_over_float32_seconds_per_iter": r, "loader": loader})
+            }
+            None => serde_json::json!({"train": t, "loader": loader}),
+        };
+        println!("{v}");
         return Ok(());
     }
     println!("model              {} ({} parameters)", t.model, t.parameters);
     println!("device             {} ({} threads)", t.device, t.threads);
     println!("batch / SGLD steps {} / {}", t.batch, t.sgld_steps);
-    println!("s per iteration    {:.4}", t.seconds_per_iter);
-    println!("SGLD steps per s   {:.2}", t.sgld_steps_per_second);
-    println!("images per s       {:.1}", t.images_per_second);
-    if let Some(m) = t.peak_rss_mib {
-        println!("peak RSS           {m:.0} MiB");
+    let row = |name: &str, f: &dyn Fn(&TrainBench) -> String, ratio: Option<f64>| {
+        let mut line = format!("{name:<19}");
+        for r in &runs {
+            line += &format!("{:<28}", f(r));
+        }
+        if let Some(x) = ratio {
+            line += &format!("{x:.3}");
+        }
+        println!("{}", line.trim_end());
+    };
+    let ratio_of = |f: &dyn Fn(&TrainBench) -> f64| ratio.map(|_| f(&runs[1]) / f(&runs[0]));
+    let mut header = format!("{:<19}", "");
+    for r in &runs {
+        header += &format!("{:<28}", if r.fast { format!("fast ({})", r.precision) } else { r.precision.clone() });
+    }
+    if ratio.is_some() {
+        header += "fast / float32";
+    }
+    println!("{}", header.trim_end());
+    row("s per iteration", &|r| format!("{:.4}", r.seconds_per_iter), ratio);
+    row("SGLD steps per s", &|r| format!("{:.2}", r.sgld_steps_per_second), ratio_of(&|r| r.sgld_steps_per_second));
+    row("images per s", &|r| format!("{:.1}", r.images_per_second), ratio_of(&|r| r.images_per_second));
+    if t.peak_rss_mib.is_some() {
+        row("peak RSS (MiB)", &|r| r.peak_rss_mib.map_or("unavailable".into(), |m| format!("{m:.0}")), None);
+    }
+    row("peak GPU MiB", &|r| gpu_memory_text(r), None);
+    if runs.iter().any(|r| r.gpu_memory.is_some()) {
+        println!("                   (NVML, device-wide: includes the CUDA context, the allocator's cache and other processes)");
+    } else if let Some(why) = &t.gpu_memory_unavailable {
+        println!("                   (no NVML reading: {why})");
     }
     if let Some(l) = loader {
         println!("loader             {:.0} augmented images/s ({}, batch {})", l.images_per_second, l.spec, l.batch);

@@ -33,6 +33,10 @@ pub struct TrainArgs {
     /// Reproducible run (sets train.deterministic; see the README for what CUDA still varies).
     #[arg(long)]
     pub deterministic: bool,
+    /// Fast mode: bf16 conv/linear on float32 master weights, channels-last on CUDA (overrides
+    /// train.fast; auto = on for CUDA, off on the CPU).
+    #[arg(long, value_name = "on|off|auto")]
+    pub fast: Option<String>,
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -74,6 +78,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
             std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
         }
+    }
+    if let Some(f) = &a.fast {
+        set.push(format!("train.fast=\"{f}\""));
     }
     if let Some(s) = a.seed {
         set.push(format!("train.seed={s}"));

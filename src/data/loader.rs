@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Mixes seeds into one stream id (splitmix64 finaliser over the parts).
 pub fn mix_seed(parts: &[u64]) -> u64 {
@@ -105,7 +105,16 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn start(ds: Arc<Dataset>, plan: BatchPlan, start_epoch: u64, start_index: u64, prefetch: usize) -> Loader {
+    /// Starts the worker at (epoch, index). With `pin`, batches come in page-locked host memory
+    /// (for asynchronous copies to a CUDA device; needs CUDA), pinned on the worker thread.
+    pub fn start(
+        ds: Arc<Dataset>,
+        plan: BatchPlan,
+        start_epoch: u64,
+        start_index: u64,
+        prefetch: usize,
+        pin: bool,
+    ) -> Loader {
         let (tx, rx) = sync_channel(prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let per_epoch = plan.batches_per_epoch();
@@ -113,7 +122,12 @@ impl Loader {
             loop {
                 let perm = plan.permutation(epoch);
                 while index < per_epoch {
-                    if tx.send(plan.make(&ds, &perm, epoch, index)).is_err() {
+                    let mut b = plan.make(&ds, &perm, epoch, index);
+                    if pin {
+                        b.x = b.x.pin_memory(Device::Cuda(0));
+                        b.y = b.y.map(|y| y.pin_memory(Device::Cuda(0)));
+                    }
+                    if tx.send(b).is_err() {
                         return;
                     }
                     index += 1;
@@ -152,11 +166,11 @@ mod tests {
         assert_eq!((train.len(), valid.len()), (30, 10));
         assert!(valid.iter().all(|v| !train.contains(v)));
         let plan = BatchPlan { seed: 7, batch_size: 8, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
-        let mut from_start = Loader::start(ds.clone(), plan.clone(), 0, 0, 2);
+        let mut from_start = Loader::start(ds.clone(), plan.clone(), 0, 0, 2, false);
         let batches: Vec<Batch> = (0..5).map(|_| from_start.next_batch()).collect();
         assert_eq!((batches[3].epoch, batches[3].index), (1, 0));
         // Resuming at (1, 0) reproduces the same batch bit for bit.
-        let mut resumed = Loader::start(ds, plan, 1, 0, 2);
+        let mut resumed = Loader::start(ds, plan, 1, 0, 2, false);
         let b = resumed.next_batch();
         assert!(b.x.equal(&batches[3].x));
         assert!(b.y.unwrap().equal(batches[3].y.as_ref().unwrap()));

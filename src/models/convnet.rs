@@ -1,6 +1,7 @@
 //! A small ConvNet for fast tests and CPU demos: four 3x3 convolutions (two strided) with the
 //! configured activation, then global average pooling.
 use super::layers::{Conv2d, WeightInit};
+use super::precision::Precision;
 use super::wrn::activate;
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
@@ -33,12 +34,12 @@ impl ConvNet {
 }
 
 impl Backbone for ConvNet {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
         let mut h = x.shallow_clone();
         for (conv, norm) in &self.convs {
-            h = activate(&norm.forward(&conv.forward(&h, train), train), self.act);
+            h = activate(&norm.forward(&conv.forward(&h, train, p), train), self.act);
         }
-        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        Precision::float(&h).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 
     fn out_dim(&self) -> i64 {

@@ -1,4 +1,5 @@
 //! Convolution and linear layers with PyTorch's default initialisation and optional spectral norm.
+use super::precision::Precision;
 use super::spectral_norm::SpectralNorm;
 use tch::{nn, nn::Init, Tensor};
 
@@ -82,9 +83,10 @@ impl Conv2d {
         Conv2d { weight, bias, stride, padding }
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let w = self.weight.get(train);
-        x.conv2d(&w, Some(&self.bias), [self.stride; 2], [self.padding; 2], [1; 2], 1)
+    /// The convolution in precision `p` (its output is in `p`'s compute kind).
+    pub fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        let w = p.weight(&self.weight.get(train));
+        p.input(x).conv2d(&w, Some(&p.bias(&self.bias)), [self.stride; 2], [self.padding; 2], [1; 2], 1)
     }
 }
 
@@ -102,7 +104,8 @@ impl Linear {
         Linear { weight, bias }
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        x.linear(&self.weight.get(train), Some(&self.bias))
+    /// The affine map in precision `p` (its output is in `p`'s compute kind).
+    pub fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        p.input(x).linear(&p.weight(&self.weight.get(train)), Some(&p.bias(&self.bias)))
     }
 }

@@ -1,5 +1,6 @@
 //! An MLP feature extractor for low-dimensional densities (2-D toys).
 use super::layers::{Linear, WeightInit};
+use super::precision::Precision;
 use super::wrn::activate;
 use super::Backbone;
 use crate::config::{Activation, ModelConfig};
@@ -28,12 +29,12 @@ impl Mlp {
 }
 
 impl Backbone for Mlp {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
         let mut h = x.shallow_clone();
         for l in &self.layers {
-            h = activate(&l.forward(&h, train), self.act);
+            h = activate(&l.forward(&h, train, p), self.act);
         }
-        h
+        Precision::float(&h)
     }
 
     fn out_dim(&self) -> i64 {

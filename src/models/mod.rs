@@ -5,16 +5,18 @@
 pub mod convnet;
 pub mod layers;
 pub mod mlp;
+pub mod precision;
 pub mod spectral_norm;
 pub mod wrn;
 
 use crate::config::{Architecture, Head, ModelConfig, Norm};
 use layers::{Linear, WeightInit};
+pub use precision::Precision;
 use tch::{nn, Tensor};
 
-/// A feature extractor: [B, ...input] -> [B, out_dim].
+/// A feature extractor: [B, ...input] -> [B, out_dim], float32 out whatever the precision.
 pub trait Backbone: std::fmt::Debug {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor;
+    fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor;
     fn out_dim(&self) -> i64;
 }
 
@@ -42,12 +44,13 @@ impl NormLayer {
         }
     }
 
+    /// Normalises in float32 (a bf16 input is cast up; without a norm the input passes as is).
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         use tch::nn::{Module, ModuleT};
         match self {
             NormLayer::None => x.shallow_clone(),
-            NormLayer::Batch(bn) => bn.forward_t(x, train),
-            NormLayer::Group(gn) => gn.forward(x),
+            NormLayer::Batch(bn) => bn.forward_t(&Precision::float(x), train),
+            NormLayer::Group(gn) => gn.forward(&Precision::float(x)),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct EnergyNet {
     backbone: Box<dyn Backbone>,
     class_output: Option<Linear>,
     energy_output: Option<Linear>,
+    /// How conv/linear layers compute (float32 unless the fast mode is on).
+    pub precision: Precision,
 }
 
 impl EnergyNet {
@@ -86,19 +91,28 @@ impl EnergyNet {
             }
             Head::Energy => (None, Some(Linear::new(&(p / "energy_output"), d, 1, false, WeightInit::PyTorch))),
         };
-        EnergyNet { cfg: cfg.clone(), backbone, class_output, energy_output }
+        EnergyNet { cfg: cfg.clone(), backbone, class_output, energy_output, precision: Precision::Float32 }
     }
 
-    /// One forward pass giving logits (when there are classes) and the energy.
+    /// The same network computing in precision `p` (the weights are not touched).
+    pub fn with_precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+
+    /// One forward pass giving logits (when there are classes) and the energy, both float32.
     pub fn forward(&self, x: &Tensor, train: bool) -> Output {
-        let h = self.backbone.forward(x, train);
+        let p = self.precision;
+        let h = self.backbone.forward(x, train, p);
         match (&self.class_output, &self.energy_output) {
             (Some(c), _) => {
-                let logits = c.forward(&h, train);
+                let logits = Precision::float(&c.forward(&h, train, p));
                 let energy = -logits.logsumexp([1], false);
                 Output { logits: Some(logits), energy }
             }
-            (None, Some(e)) => Output { logits: None, energy: -e.forward(&h, train).squeeze_dim(1) },
+            (None, Some(e)) => {
+                Output { logits: None, energy: -Precision::float(&e.forward(&h, train, p)).squeeze_dim(1) }
+            }
             (None, None) => unreachable!("a network always has a head"),
         }
     }

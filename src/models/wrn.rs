@@ -2,6 +2,7 @@
 //! norm -> act -> conv1 -> dropout -> norm -> act -> conv2 (stride on conv2), a 1x1 shortcut only
 //! where the shape changes, biases on every conv, then norm -> act -> 8x8 average pool.
 use super::layers::{Conv2d, WeightInit};
+use super::precision::Precision;
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
 use tch::{nn, Tensor};
@@ -40,12 +41,12 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.conv1.forward(&activate(&self.norm1.forward(x, train), self.act), train);
+    fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        let h = self.conv1.forward(&activate(&self.norm1.forward(x, train), self.act), train, p);
         let h = h.dropout(self.dropout, train);
-        let h = self.conv2.forward(&activate(&self.norm2.forward(&h, train), self.act), train);
+        let h = self.conv2.forward(&activate(&self.norm2.forward(&h, train), self.act), train, p);
         match &self.shortcut {
-            Some(s) => h + s.forward(x, train),
+            Some(s) => h + s.forward(x, train, p),
             None => h + x,
         }
     }
@@ -91,12 +92,13 @@ impl WideResNet {
 }
 
 impl Backbone for WideResNet {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = self.conv1.forward(x, train);
+    fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        let mut h = self.conv1.forward(x, train, p);
         for b in &self.blocks {
-            h = b.forward(&h, train);
+            h = b.forward(&h, train, p);
         }
-        let h = activate(&self.norm.forward(&h, train), self.act);
+        // The pooled features, and everything after the backbone, are float32.
+        let h = Precision::float(&activate(&self.norm.forward(&h, train), self.act));
         // JEM: F.avg_pool2d(out, 8) on the 8x8 map, i.e. a global mean for 32x32 inputs.
         h.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }

@@ -11,7 +11,7 @@ use crate::config::TrainConfig;
 use crate::data::loader::{mix_seed, train_valid_split, BatchPlan, Loader};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::eval::{classify, grid};
-use crate::models::EnergyNet;
+use crate::models::{EnergyNet, Precision};
 use crate::objectives::{self, Negatives};
 use crate::sampling::{self, ReplayBuffer};
 use anyhow::{bail, Context};
@@ -91,7 +91,8 @@ fn data_range(ds: &Dataset) -> f64 {
 
 fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
     let vs = VarStore::new(device);
-    let net = EnergyNet::new(&vs.root(), &cfg.model);
+    let precision = Precision::for_fast(cfg.train.fast.resolve(device), device);
+    let net = EnergyNet::new(&vs.root(), &cfg.model).with_precision(precision);
     // The objective's own parameters (if any) exist before the optimiser collects them.
     let objective = objectives::build(cfg, &vs.root());
     let opt = Optimizer::new(&vs, &cfg.optim);
@@ -275,7 +276,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     if cfg.train.max_steps > 0 {
         total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
     }
-    let mut loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch);
+    let mut loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch, device.is_cuda());
     if resume_dir.is_none() && cfg.guard.enabled {
         // Something to roll back to before the first periodic checkpoint.
         save_checkpoint(&ckpt_root, &format!("step-{:08}", st.step), &m, &st, cfg)?;
@@ -294,10 +295,15 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         }
     };
     say(format!(
-        "training {} ({} parameters) on {} with {}, {} steps of {} per epoch",
+        "training {} ({} parameters) on {}{} with {}, {} steps of {} per epoch",
         cfg.model_label(),
         crate::models::count_parameters(&m.vs),
         crate::device::device_name(device),
+        match m.net.precision {
+            Precision::Float32 => "",
+            Precision::Bf16 { channels_last: true } => " in fast mode (bf16, channels-last)",
+            Precision::Bf16 { channels_last: false } => " in fast mode (bf16)",
+        },
         m.objective.name(),
         per_epoch,
         cfg.data.batch_size
@@ -320,8 +326,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         tch::manual_seed(mix_seed(&[cfg.train.seed, 1, st.step]) as i64 & i64::MAX);
         let batch = loader.next_batch();
         debug_assert_eq!((batch.epoch, batch.index), (st.epoch, st.index));
-        let x = batch.x.to_device(device);
-        let y = batch.y.map(|y| y.to_device(device));
+        let x = crate::device::to_device_async(&batch.x, device);
+        let y = batch.y.map(|y| crate::device::to_device_async(&y, device));
         let lr = learning_rate(&cfg.optim, st.step, st.epoch) * st.lr_scale;
 
         let terms = m.objective.loss(&m.net, &x, y.as_ref(), &mut m.negatives);
@@ -379,7 +385,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
                 st.step, st.rollbacks, cfg.guard.max_rollbacks, st.lr_scale, st.sgld_steps
             ));
             drop(loader);
-            loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch);
+            loader = Loader::start(full.clone(), plan.clone(), st.epoch, st.index, cfg.data.prefetch, device.is_cuda());
             bar.set_position(st.step);
             continue;
         }
@@ -401,12 +407,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
 
         if st.step % cfg.train.log_every == 0 || st.step == total {
             let names: Vec<&str> = terms.logs.iter().map(|(n, _)| *n).collect();
+            // One host read per log step: the terms are stacked on the device first.
             let values: Vec<f64> = Vec::try_from(
-                &Tensor::stack(
-                    &terms.logs.iter().map(|(_, t)| t.to_kind(Kind::Float).to_device(Device::Cpu)).collect::<Vec<_>>(),
-                    0,
-                )
-                .to_kind(Kind::Double),
+                &Tensor::stack(&terms.logs.iter().map(|(_, t)| t.to_kind(Kind::Float)).collect::<Vec<_>>(), 0)
+                    .to_kind(Kind::Double),
             )
             .expect("log values");
             img_per_s = (window_steps * cfg.data.batch_size as u64) as f64 / window_start.elapsed().as_secs_f64();
