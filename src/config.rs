@@ -432,9 +432,28 @@ pub struct ObjectiveConfig {
     pub ssm_projections: usize,
     /// Standard deviation of NCE's Gaussian noise distribution.
     pub nce_noise_std: f64,
-    /// Importance-sampling MLE: proposal standard deviation and draws per step.
+    /// Importance-sampling MLE: proposal standard deviation (the starting one when adaptive) and
+    /// draws per step.
     pub is_proposal_std: f64,
     pub is_samples: usize,
+    /// Importance-sampling MLE: a fixed N(0, is_proposal_std^2 I) or an adaptive diagonal Gaussian
+    /// moment-matched to the previous step's weighted draws.
+    pub is_proposal: IsProposal,
+    /// Adaptive proposal: damping rate of the moment matching, new = (1 - rate) old + rate matched.
+    pub is_adapt_rate: f64,
+    /// Adaptive proposal: floor on each dimension's standard deviation.
+    pub is_min_std: f64,
+}
+
+/// The proposal of the `is-mle` objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsProposal {
+    /// N(0, is_proposal_std^2 I), independent of the model.
+    Fixed,
+    /// N(mu, diag(s^2)), mu and s moment-matched (damped, floored) to the self-normalised weighted
+    /// draws of the previous step, so it follows the model through the weights (seed 004's q2).
+    Adaptive,
 }
 
 impl Default for ObjectiveConfig {
@@ -450,6 +469,9 @@ impl Default for ObjectiveConfig {
             nce_noise_std: 1.0,
             is_proposal_std: 1.0,
             is_samples: 256,
+            is_proposal: IsProposal::Fixed,
+            is_adapt_rate: 0.1,
+            is_min_std: 0.05,
         }
     }
 }
@@ -667,6 +689,10 @@ impl TrainConfig {
         positive(self.objective.dsm_sigma, "objective.dsm_sigma")?;
         positive(self.objective.nce_noise_std, "objective.nce_noise_std")?;
         positive(self.objective.is_proposal_std, "objective.is_proposal_std")?;
+        if !(self.objective.is_adapt_rate > 0.0 && self.objective.is_adapt_rate <= 1.0) {
+            bail!("key `objective.is_adapt_rate` = {}: must be in (0, 1]", self.objective.is_adapt_rate);
+        }
+        positive(self.objective.is_min_std, "objective.is_min_std")?;
         if self.objective.is_samples == 0 {
             bail!("key `objective.is_samples` = 0: must be positive");
         }

@@ -353,3 +353,68 @@ fn deterministic_cpu_runs_repeat_their_metrics() {
     assert!(a.len() > 5);
     assert_eq!(a, b);
 }
+
+#[test]
+fn resume_is_exact_with_the_adaptive_is_proposal() {
+    // is-mle with the adaptive proposal on 8gaussians: 20 steps in one run, or 5 then a resume.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repo_root().join("configs/toy2d-pcd.toml");
+    let cfg = cfg.to_str().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let sets = [
+        "data.spec=\"toy2d:8gaussians:2560\"",
+        "objective.name=\"is-mle\"",
+        "objective.is_proposal=\"adaptive\"",
+        "objective.is_proposal_std=0.5",
+        "train.epochs=2",
+        "train.device=\"cpu\"",
+        "train.ckpt_every=5",
+        "train.keep_checkpoints=10",
+    ];
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["train", "--config", cfg, "--out", out.to_str().unwrap(), "--quiet"].map(String::from).to_vec();
+        for s in sets.iter().chain(extra) {
+            a.extend(["--set".to_string(), s.to_string()]);
+        }
+        a
+    };
+    let run = |a: Vec<String>| ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(args(&one, &[]));
+    run(args(&two, &["train.max_steps=5"]));
+    let ckpt = two.join("checkpoints/step-00000005");
+    ok(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        two.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.max_steps=0",
+    ]);
+    let a = weights(&one.join("checkpoints/step-00000020"));
+    let b = weights(&two.join("checkpoints/step-00000020"));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    // The proposal's state is in the checkpoint and has moved away from N(0, 0.5^2 I).
+    let std = &a.iter().find(|(n, _)| n == "objective.is_std").expect("the proposal is saved").1;
+    let moved = (std - 0.5).abs().max().double_value(&[]);
+    assert!(moved > 0.05, "the proposal std did not move: {std:?}");
+    assert!(a.iter().any(|(n, _)| n == "objective.is_mean"));
+    // A bad proposal name is refused, naming the key.
+    let e = fails(
+        &args(&dir.path().join("bad"), &["objective.is_proposal=\"wide\""])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(e.contains("objective.is_proposal") && e.contains("adaptive"), "{e}");
+    let e = fails(
+        &args(&dir.path().join("bad"), &["objective.is_adapt_rate=0"]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(e.contains("objective.is_adapt_rate"), "{e}");
+}

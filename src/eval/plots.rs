@@ -1,5 +1,6 @@
 //! PNG plots drawn with `plotters`: the reliability diagram (accuracy per confidence bin against
-//! the diagonal, with counts) and ROC curves. Text uses the embedded DejaVu Sans font.
+//! the diagonal, with counts), ROC curves, seed 004's band plots and pairs of 2-D density heatmaps.
+//! Text uses the embedded DejaVu Sans font.
 use super::calibration::Calibration;
 use anyhow::{anyhow, Context};
 use plotters::coord::types::RangedCoordf64;
@@ -17,15 +18,24 @@ fn register_font() {
     });
 }
 
-/// Draws into an RGB buffer with `draw`, then writes the PNG.
+/// Draws into an RGB buffer of W x H with `draw`, then writes the PNG.
 fn render(
     path: &Path,
     draw: impl FnOnce(&mut DrawingArea<BitMapBackend, plotters::coord::Shift>) -> crate::Result<()>,
 ) -> crate::Result<()> {
+    render_sized(path, (W, H), draw)
+}
+
+/// Draws into an RGB buffer of the given size with `draw`, then writes the PNG.
+fn render_sized(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(&mut DrawingArea<BitMapBackend, plotters::coord::Shift>) -> crate::Result<()>,
+) -> crate::Result<()> {
     register_font();
-    let mut buf = vec![255u8; (W * H * 3) as usize];
+    let mut buf = vec![255u8; (w * h * 3) as usize];
     {
-        let mut root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
+        let mut root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
         draw(&mut root)?;
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
@@ -33,7 +43,7 @@ fn render(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
     }
-    let img = image::RgbImage::from_raw(W, H, buf).expect("buffer of the right size");
+    let img = image::RgbImage::from_raw(w, h, buf).expect("buffer of the right size");
     img.save(path).with_context(|| format!("{}: cannot write PNG", path.display()))
 }
 
@@ -186,6 +196,74 @@ pub fn band_plot(
             .label("true NLL J(theta)")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
+}
+
+/// A colour for `t` in [0, 1]: dark blue-violet through teal and green to yellow, linear between
+/// five anchors (perceptually ordered, readable in grey).
+fn heat_colour(t: f64) -> RGBColor {
+    const ANCHORS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let x = t.clamp(0.0, 1.0) * (ANCHORS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(ANCHORS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (ANCHORS[i], ANCHORS[i + 1]);
+    let mix = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Densities exp(log p) of an n x n grid (laid out as `eval::logz::Grid::points`) averaged over
+/// k x k blocks, k the smallest divisor of n that leaves at most 200 blocks a side.
+fn block_density(log_p: &[f64], n: usize) -> (Vec<f64>, usize) {
+    let k = (n.div_ceil(200)..=n).find(|k| n.is_multiple_of(*k)).unwrap_or(n);
+    let m = n / k;
+    let mut out = vec![0.0; m * m];
+    for i in 0..n {
+        for j in 0..n {
+            out[(i / k) * m + j / k] += log_p[i * n + j].exp();
+        }
+    }
+    let area = (k * k) as f64;
+    out.iter_mut().for_each(|v| *v /= area);
+    (out, m)
+}
+
+/// The true and the learnt 2-D densities side by side, heatmaps of p on the same grid and the same
+/// linear colour scale (0 to the larger maximum), from per-cell log-densities laid out as
+/// `eval::logz::Grid::points`.
+pub fn density_pair(
+    truth: &[f64],
+    model: &[f64],
+    grid: crate::eval::logz::Grid,
+    title: &str,
+    path: &Path,
+) -> crate::Result<()> {
+    let n = grid.n as usize;
+    if truth.len() != n * n || model.len() != n * n {
+        anyhow::bail!("density_pair: {} and {} values for a grid of {n} x {n}", truth.len(), model.len());
+    }
+    let (t, m) = (block_density(truth, n), block_density(model, n));
+    let blocks = t.1;
+    let vmax = t.0.iter().chain(&m.0).copied().filter(|v| v.is_finite()).fold(0.0, f64::max).max(1e-12);
+    let side = (grid.hi - grid.lo) / blocks as f64;
+    render_sized(path, (1200, 640), |root| {
+        let root = root
+            .titled(&format!("{title} (colour: p from 0 to {vmax:.3})"), ("sans-serif", 20))
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        let panels = root.split_evenly((1, 2));
+        for (area, (values, label)) in panels.iter().zip([(&t.0, "true density"), (&m.0, "learnt density")]) {
+            let mut chart = frame(area, label, ("x1", "x2"), grid.lo..grid.hi, grid.lo..grid.hi)?;
+            chart
+                .draw_series((0..blocks * blocks).map(|c| {
+                    let (i, j) = (c / blocks, c % blocks);
+                    let (x0, y0) = (grid.lo + i as f64 * side, grid.lo + j as f64 * side);
+                    let v = values[c];
+                    let colour = if v.is_finite() { heat_colour(v / vmax) } else { RGBColor(255, 0, 0) };
+                    Rectangle::new([(x0, y0), (x0 + side, y0 + side)], colour.filled())
+                }))
+                .map_err(|e| anyhow!("plot: {e}"))?;
+        }
         Ok(())
     })
 }

@@ -1,2 +1,3 @@
 //! Experiments that reproduce published findings where the truth is known.
 pub mod is_mle;
+pub mod toy2d;

@@ -8,7 +8,7 @@ pub mod score_matching;
 
 pub use negatives::Negatives;
 
-use crate::config::{ObjectiveKind, TrainConfig};
+use crate::config::{IsProposal, ObjectiveKind, TrainConfig};
 use crate::models::EnergyNet;
 use tch::Tensor;
 
@@ -25,10 +25,13 @@ pub trait Objective {
     fn name(&self) -> &'static str;
     /// The loss on a batch `x` (labels `y` when the set is labelled).
     fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: &mut Negatives) -> Terms;
+    /// Called once the step of the last `loss` is taken (not when the step is discarded):
+    /// objectives with state that follows the model (the adaptive IS proposal) update it here.
+    fn commit(&self) {}
 }
 
-/// The objective named in the config; objectives with parameters of their own (NCE's log Z)
-/// register them under `objective.*` in `p`.
+/// The objective named in the config; objectives with parameters of their own (NCE's log Z) or
+/// state (the adaptive IS proposal, untrainable) register them under `objective.*` in `p`.
 pub fn build(cfg: &TrainConfig, p: &tch::nn::Path) -> Box<dyn Objective> {
     use score_matching::{ScoreMatching, Variant};
     let o = &cfg.objective;
@@ -40,7 +43,23 @@ pub fn build(cfg: &TrainConfig, p: &tch::nn::Path) -> Box<dyn Objective> {
         ObjectiveKind::Dsm => Box::new(ScoreMatching { variant: Variant::Denoising, sigma: o.dsm_sigma }),
         ObjectiveKind::Nce => Box::new(nce::Nce::new(&(p / "objective"), o.nce_noise_std)),
         ObjectiveKind::IsMle => {
-            Box::new(is_mle::IsMle { proposal_std: o.is_proposal_std, samples: o.is_samples as i64 })
+            let proposal = match o.is_proposal {
+                IsProposal::Fixed => is_mle::Proposal::Fixed(crate::sampling::independent::GaussianProposal {
+                    mean: 0.0,
+                    std: o.is_proposal_std,
+                }),
+                IsProposal::Adaptive => {
+                    let shape: Vec<i64> = cfg.model.input_shape.iter().map(|&d| d as i64).collect();
+                    is_mle::Proposal::Adaptive(is_mle::Adaptive::new(
+                        &(p / "objective"),
+                        &shape,
+                        o.is_proposal_std,
+                        o.is_adapt_rate,
+                        o.is_min_std,
+                    ))
+                }
+            };
+            Box::new(is_mle::IsMle { proposal, samples: o.is_samples as i64 })
         }
         ObjectiveKind::Jem => Box::new(hybrid::Hybrid {
             name: "jem",

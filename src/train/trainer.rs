@@ -394,6 +394,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         }
         m.opt.step(lr);
         m.negatives.commit();
+        m.objective.commit();
         st.step += 1;
         st.optimizer_steps = m.opt.t;
         st.index += 1;
