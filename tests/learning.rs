@@ -301,40 +301,45 @@ fn train_toy(objective: Option<&str>, extra: &[&str]) -> (tempfile::TempDir, std
     (dir, run)
 }
 
-/// Trains `objective` on 8gaussians and returns the exact held-out log-likelihood (grid log Z).
-fn toy_log_likelihood(objective: &str, extra: &[&str]) -> f64 {
-    let (_dir, run) = train_toy(Some(objective), extra);
-    let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
-    let log_z = ebm::eval::logz::grid_log_z(&m.net, -7.0, 7.0, 700, Device::Cpu).unwrap();
-    let held_out = ebm::data::load("toy2d:8gaussians:5000:test", &Default::default()).unwrap();
-    let (x, _) = held_out.batch(&(0..5000).collect::<Vec<_>>());
-    ebm::eval::logz::mean_log_likelihood(&m.net, &x, log_z)
-}
+/// KL(data || model) in nats of the `ebm experiment toy2d` table (3 epochs of 20,000 points, seed
+/// 1), as measured on 2026-11-23 (README): 8gaussians, rings, checkerboard.
+const TOY2D_SEEN: [(&str, [f64; 3]); 8] = [
+    ("pcd", [0.406, 0.977, 1.318]),
+    ("cd", [0.132, 1.000, 0.681]),
+    ("sm", [0.085, 1.195, 0.688]),
+    ("ssm", [0.350, 2.867, 0.988]),
+    ("dsm", [0.461, 1.220, 0.921]),
+    ("nce", [0.102, 0.952, 0.497]),
+    ("is-mle", [0.142, 0.939, 0.455]),
+    ("is-mle-adaptive", [0.084, 0.927, 0.461]),
+];
 
 #[test]
-fn score_matching_nce_and_is_mle_reach_a_held_out_likelihood_near_the_truth() {
-    let sm = toy_log_likelihood("sm", &[]);
-    let ssm = toy_log_likelihood("ssm", &[]);
-    let dsm = toy_log_likelihood("dsm", &["--set", "objective.dsm_sigma=0.1"]);
-    let nce = toy_log_likelihood("nce", &["--set", "objective.nce_noise_std=2.5"]);
-    let is = toy_log_likelihood("is-mle", &["--set", "objective.is_proposal_std=2.5"]);
-    eprintln!(
-        "held-out log-likelihood on 8gaussians: SM {sm:.3}, SSM {ssm:.3}, DSM {dsm:.3}, NCE {nce:.3}, IS-MLE {is:.3} (truth -2.84)"
-    );
-    for (name, ll) in [("SM", sm), ("SSM", ssm), ("DSM", dsm), ("NCE", nce), ("IS-MLE", is)] {
-        assert!(ll > -3.6, "{name} {ll}");
-        assert!(ll < -2.84 + 0.05, "{name} {ll} beats the truth");
+fn every_objective_learns_every_toy_density_within_its_stated_kl() {
+    // The code of `ebm experiment toy2d`, at the size of the README's table.
+    use ebm::experiments::toy2d;
+    let dir = tempfile::tempdir().unwrap();
+    let o = toy2d::Options { test_points: 5_000, out: dir.path().to_path_buf(), ..Default::default() };
+    let r = toy2d::run(&o, |_| {}).unwrap();
+    eprint!("{}", toy2d::table(&r));
+    assert_eq!(r.rows.len(), 8 * 3);
+    for (k, toy) in toy2d::DENSITIES.iter().enumerate() {
+        let truth = &r.truths[k];
+        assert!(truth.mass_outside_grid < 1e-6, "{truth:?}");
+        for (objective, seen) in TOY2D_SEEN {
+            let row = toy2d::find(&r, objective, toy.name()).unwrap();
+            assert!(row.figure.exists(), "{}", row.figure.display());
+            // No model beats the truth: the grid KL is >= 0 and the held-out gap (a Monte-Carlo
+            // estimate of the same KL) is not clearly below 0.
+            assert!(row.kl > -1e-3 && row.ll_gap > -0.05, "{row:?}");
+            // The stated threshold: what was seen, plus a quarter and 0.2 nats.
+            let max_kl = 1.25 * seen[k] + 0.2;
+            assert!(row.kl < max_kl, "{objective} on {}: KL {:.4} >= {max_kl:.4}", toy.name(), row.kl);
+        }
     }
-}
-
-#[test]
-fn pcd_and_cd_k_reach_a_held_out_likelihood_near_the_truth() {
-    // The truth: E_p[log p] = -2.84 for 8gaussians; a uniform density on [-4.4, 4.4]^2 gives -4.35.
-    // Seen (3 epochs, seed 1): PCD -3.25, CD-10 -2.99.
-    let pcd = toy_log_likelihood("pcd", &[]);
-    let cd = toy_log_likelihood("cd", &["--set", "sgld.steps=10"]);
-    eprintln!("held-out log-likelihood on 8gaussians: PCD {pcd:.3}, CD-10 {cd:.3} (truth -2.84)");
-    assert!(pcd > -3.6, "PCD {pcd}");
-    assert!(cd > -3.4, "CD-10 {cd}");
-    assert!(pcd < -2.84 + 0.05 && cd < -2.84 + 0.05, "a model cannot beat the truth on average by much");
+    // On 8gaussians every method beats the uniform density on the data's box by far (gap 1.26).
+    let g8 = &r.truths[0];
+    for row in r.rows.iter().filter(|row| row.density == "8gaussians") {
+        assert!(row.held_out_ll > g8.uniform_box_ll + 0.6, "{row:?} vs uniform {}", g8.uniform_box_ll);
+    }
 }

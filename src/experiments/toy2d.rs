@@ -137,6 +137,9 @@ pub struct Truth {
     pub density: String,
     pub mass_outside_grid: f64,
     pub grid_neg_entropy: f64,
+    /// The baseline a model must beat: the held-out log-likelihood of the uniform density on the
+    /// held-out sample's bounding box (-log of its area; every held-out point lies inside).
+    pub uniform_box_ll: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,10 +188,15 @@ pub fn run(o: &Options, mut progress: impl FnMut(&Row)) -> crate::Result<Report>
     for &toy in &o.densities {
         let truth = truth_on_grid(toy, o.grid);
         let (neg_entropy, mass) = logz::grid_kl(&truth, &vec![0.0; truth.len()], h);
-        truths.push(Truth { density: toy.name().into(), mass_outside_grid: 1.0 - mass, grid_neg_entropy: neg_entropy });
         let test = crate::data::load(&format!("toy2d:{}:{}:test", toy.name(), o.test_points), &Default::default())?;
         let (x_test, _) = test.batch(&(0..test.len()).collect::<Vec<_>>());
         let v: Vec<f32> = Vec::try_from(&x_test.flatten(0, -1))?;
+        truths.push(Truth {
+            density: toy.name().into(),
+            mass_outside_grid: 1.0 - mass,
+            grid_neg_entropy: neg_entropy,
+            uniform_box_ll: -bounding_box_area(&v).ln(),
+        });
         let lp: Vec<f64> =
             v.chunks(2).map(|p| toy.log_density([p[0] as f64, p[1] as f64]).expect("closed form")).collect();
         let truth_ll = lp.iter().sum::<f64>() / lp.len() as f64;
@@ -253,8 +261,9 @@ pub fn table(r: &Report) -> String {
     );
     for t in &r.truths {
         s += &format!(
-            "{}: data mass outside the grid {:.2e}, E[log p_data] on the grid {:.4}\n",
-            t.density, t.mass_outside_grid, t.grid_neg_entropy
+            "{}: data mass outside the grid {:.2e}, E[log p_data] on the grid {:.4}, held-out LL of the uniform \
+             density on the held-out bounding box {:.4}\n",
+            t.density, t.mass_outside_grid, t.grid_neg_entropy, t.uniform_box_ll
         );
     }
     s += &format!(
@@ -268,6 +277,15 @@ pub fn table(r: &Report) -> String {
         );
     }
     s
+}
+
+/// The area of the bounding box of points given as interleaved (x, y) coordinates.
+fn bounding_box_area(xy: &[f32]) -> f64 {
+    let range = |k: usize| {
+        let it = xy.iter().skip(k).step_by(2).map(|&v| v as f64);
+        it.clone().fold(f64::NEG_INFINITY, f64::max) - it.fold(f64::INFINITY, f64::min)
+    };
+    range(0) * range(1)
 }
 
 /// The row of (objective, density), if the report has it.
