@@ -8,7 +8,7 @@ pub enum Experiment {
     /// Seed 004, section 7: Geyer's importance-sampling NLL J_BL(theta) of a 1-D Gaussian EBM with a
     /// fixed proposal q1 = N(2, 2^2) and a theta-dependent q2 = N(2, (2 + theta)^2), M in {100, 5000}.
     IsMle(IsMleArgs),
-    /// Issue 5: train an MLP energy with each objective on 2-D densities whose log-density is known,
+    /// Train an MLP energy with each objective on 2-D densities whose log-density is known,
     /// then the exact log Z, KL(data || model), held-out log-likelihood against the truth's, and a
     /// PNG of true and learnt densities per (objective, density).
     Toy2d(Toy2dArgs),
