@@ -195,7 +195,14 @@ pub fn write(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> crate::R
 /// `npy:IMAGES.npy[,LABELS.npy]` as a data set.
 pub fn load_npy_dataset(images: &Path, labels: Option<&Path>) -> crate::Result<Dataset> {
     let arr = read(images)?;
-    let name = images.display().to_string();
+    let labels = labels.map(|l| read(l).map(|a| (a, l.display().to_string()))).transpose()?;
+    let labels = labels.as_ref().map(|(a, n)| (a, n.as_str()));
+    dataset_from_arrays(&arr, &images.display().to_string(), labels)
+}
+
+/// Parsed image (or point) and label arrays as a data set; `name` and the label array's name are
+/// used in error messages.
+pub fn dataset_from_arrays(arr: &NpyArray, name: &str, labels: Option<(&NpyArray, &str)>) -> crate::Result<Dataset> {
     let (pixels, shape) = match (arr.dtype, arr.shape.as_slice()) {
         (Dtype::U8, &[n, h, w, c]) => {
             if !matches!(c, 1 | 3) {
@@ -232,9 +239,7 @@ pub fn load_npy_dataset(images: &Path, labels: Option<&Path>) -> crate::Result<D
     }
     let (labels, classes) = match labels {
         None => (None, Vec::new()),
-        Some(lpath) => {
-            let larr = read(lpath)?;
-            let lname = lpath.display();
+        Some((larr, lname)) => {
             if larr.shape.len() != 1 {
                 bail!("{lname}: labels must be a 1-D array; shape is {:?}", larr.shape);
             }
