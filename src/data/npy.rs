@@ -21,8 +21,11 @@ pub enum Dtype {
 
 impl Dtype {
     fn parse(descr: &str) -> Option<Self> {
-        let (order, code) = descr.split_at(1);
-        if order == ">" && !code.ends_with('1') {
+        // By characters: the header is untrusted text (an empty or non-ASCII descr is an error).
+        let mut chars = descr.chars();
+        let order = chars.next()?;
+        let code = chars.as_str();
+        if order == '>' && !code.ends_with('1') {
             return None; // big-endian multi-byte types are not read
         }
         Some(match code {
@@ -304,6 +307,20 @@ mod tests {
 
         let e = load_npy_dataset(&dir.path().join("missing.npy"), None).unwrap_err().to_string();
         assert!(e.contains("missing.npy: file not found"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_non_ascii_dtypes_are_errors() {
+        // Found by `cargo fuzz run npy`: an empty descr panicked on slicing.
+        for descr in ["", "\u{e9}", "<"] {
+            let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}\n");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend((header.len() as u16).to_le_bytes());
+            bytes.extend(header.as_bytes());
+            bytes.push(0);
+            let e = parse(&bytes, "d.npy").unwrap_err().to_string();
+            assert!(e.contains("unsupported dtype"), "{descr:?}: {e}");
+        }
     }
 
     #[test]
