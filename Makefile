@@ -2,7 +2,7 @@
 CARGO ?= cargo
 EBM := target/release/ebm
 
-.PHONY: setup build test demo lint bench clean-demo
+.PHONY: setup build test demo lint bench clean-demo fuzz
 
 setup:
 	@bash scripts/setup-libtorch.sh
@@ -25,3 +25,14 @@ bench: build
 
 clean-demo:
 	rm -rf checkpoints/demo
+
+# Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain and `cargo install cargo-fuzz`).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := cifar npy image decode_cache manifest safetensors config
+fuzz: setup
+	cargo +nightly fuzz build -a --codegen-units 16
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t && \
+	  cargo +nightly fuzz run -a --codegen-units 16 $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -detect_leaks=0 || exit 1; \
+	done

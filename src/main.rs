@@ -10,6 +10,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A write beyond the file-size limit (RLIMIT_FSIZE) fails with EFBIG and is reported like a
+    // full disk, instead of SIGXFSZ killing the process in the middle of a checkpoint.
+    // SAFETY: as above, one signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         // One line: causes joined, line breaks of nested messages folded.

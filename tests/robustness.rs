@@ -190,3 +190,91 @@ fn readers_survive_mangled_bytes() {
     eprintln!("{tried} mangled inputs read without a panic");
     assert!(tried >= 1500);
 }
+
+/// The first line of `stderr` that starts with `error: `.
+fn error_line(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in: {err}")).to_string()
+}
+
+#[test]
+fn an_unwritable_output_folder_fails_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let cfg = cfg.to_str().unwrap();
+    // A parent that is a regular file: no folder can be made under it, whoever runs the test.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let out = file.join("run");
+    let e = fails(&["train", "--config", cfg, "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(e.contains(&out.display().to_string()) && e.contains("cannot create the output folder"), "{e}");
+    assert!(e.contains("Not a directory"), "the OS error is named: {e}");
+    // A read-only folder: permission bits bind only an unprivileged user.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("skipped the read-only-folder case: running as root, which ignores permission bits");
+        return;
+    }
+    let ro = dir.path().join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = ro.join("run");
+    let e = fails(&["train", "--config", cfg, "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(e.contains(&out.display().to_string()) && e.contains("Permission denied"), "{e}");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A good checkpoint at step 3 (TINY_JEM writes one every 3 steps).
+    let (run, _) = train_tiny(dir.path(), "run", &["--set", "train.max_steps=3"]);
+    let good = ebm::train::checkpoint::resolve(&run).unwrap();
+    assert!(good.ends_with("step-00000003"), "{}", good.display());
+    let good_manifest = std::fs::read(good.join("manifest.json")).unwrap();
+    let buffer_bytes = std::fs::metadata(good.join("buffer.safetensors")).unwrap().len();
+    // Files may grow to half the buffer file: logs, config and sample grids fit, the checkpoint
+    // does not. Writes beyond it fail with EFBIG, as on a full disk (the binary ignores SIGXFSZ).
+    let limit = buffer_bytes / 2;
+    assert!(limit > 100_000, "the buffer file is too small to tell checkpoints from logs: {buffer_bytes}");
+    let run_s = run.to_str().unwrap();
+    let mut cmd = ebm();
+    cmd.args(["train", "--resume", run_s, "--quiet", "--set", "train.max_steps=6"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "a run whose checkpoint cannot be written must fail");
+    assert_eq!(out.status.code(), Some(1), "an error exit, not a signal: {:?}", out.status);
+    let e = error_line(&out.stderr);
+    let ckpt = run.join("checkpoints/step-00000006");
+    assert!(e.contains(&format!("checkpoint {} not written", ckpt.display())), "{e}");
+    assert!(e.contains("File too large"), "the OS error is named: {e}");
+    // The good checkpoint is untouched and still the newest; nothing half-written is left.
+    assert!(!ckpt.exists(), "a partial {} exists", ckpt.display());
+    let leftovers: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
+    assert_eq!(ebm::train::checkpoint::resolve(&run).unwrap(), good);
+    assert_eq!(std::fs::read(good.join("manifest.json")).unwrap(), good_manifest);
+    let m = ebm::train::checkpoint::load_model(&good, tch::Device::Cpu).unwrap();
+    assert_eq!(m.state.step, 3);
+    // With room again, the run goes on from it.
+    let out = ok(&["train", "--resume", run_s, "--quiet", "--set", "train.max_steps=6"]);
+    assert!(out.contains("done: 6 steps"), "{out}");
+    let newest = ebm::train::checkpoint::resolve(&run).unwrap();
+    assert_eq!(ebm::train::checkpoint::load_model(&newest, tch::Device::Cpu).unwrap().state.step, 6);
+}

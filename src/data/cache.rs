@@ -42,6 +42,11 @@ pub fn write(path: &Path, ds: &Dataset) -> crate::Result<()> {
 /// Reads a cache file; any inconsistency is an error (the caller then decodes afresh).
 pub fn read(path: &Path, name: &str) -> crate::Result<Dataset> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read cache", path.display()))?;
+    parse(&bytes, path, name)
+}
+
+/// Parses the bytes of a cache file read from `path` (used in error messages) as data set `name`.
+pub fn parse(bytes: &[u8], path: &Path, name: &str) -> crate::Result<Dataset> {
     let bad = || anyhow::anyhow!("{}: corrupt cache file", path.display());
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(bad());

@@ -10,39 +10,78 @@ pub const CIFAR10_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 const PIXELS: usize = 3 * 32 * 32;
 
-/// Reads one binary file of `header` label bytes + 3072 pixel bytes per record, at most
-/// `max_records` of them; `label_of` checks a record's label bytes and returns its label.
-fn read_records(
-    path: &Path,
+/// Labels and pixels of one binary file: [`parse_cifar10_file`] or [`parse_cifar100_file`].
+type ParseFile = fn(&[u8], &str) -> crate::Result<(Vec<u8>, Vec<i64>)>;
+
+/// Reads one binary file and parses it with `parse`.
+fn read_records(path: &Path, parse: ParseFile) -> crate::Result<(Vec<u8>, Vec<i64>)> {
+    if !path.exists() {
+        bail!("{}: file not found (expected the official CIFAR binary release)", path.display());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    parse(&bytes, &path.display().to_string())
+}
+
+/// Parses the bytes of one binary file of `header` label bytes + 3072 pixel bytes per record, at
+/// most `max_records` of them; `label_of` checks a record's label bytes and returns its label.
+/// `name` is used in error messages.
+fn parse_records(
+    bytes: &[u8],
+    name: &str,
     header: usize,
     max_records: usize,
     label_of: impl Fn(&[u8]) -> Result<i64, String>,
 ) -> crate::Result<(Vec<u8>, Vec<i64>)> {
     let record = header + PIXELS;
-    if !path.exists() {
-        bail!("{}: file not found (expected the official CIFAR binary release)", path.display());
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         bail!(
-            "{}: {} bytes is not a whole number of {record}-byte records (an official file has {} bytes); truncated or not a CIFAR binary file",
-            path.display(),
+            "{name}: {} bytes is not a whole number of {record}-byte records (an official file has {} bytes); truncated or not a CIFAR binary file",
             bytes.len(),
             record * max_records
         );
     }
     let n = bytes.len() / record;
     if n > max_records {
-        bail!("{}: {n} records, more than the {max_records} of an official file", path.display());
+        bail!("{name}: {n} records, more than the {max_records} of an official file");
     }
     let mut pixels = Vec::with_capacity(n * PIXELS);
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in bytes.chunks_exact(record).enumerate() {
-        let label = label_of(&rec[..header]).map_err(|e| anyhow::anyhow!("{}: record {i} has {e}", path.display()))?;
+        let label = label_of(&rec[..header]).map_err(|e| anyhow::anyhow!("{name}: record {i} has {e}"))?;
         labels.push(label);
         pixels.extend_from_slice(&rec[header..]);
     }
     Ok((pixels, labels))
+}
+
+/// A CIFAR-10 record's label byte.
+fn cifar10_label(h: &[u8]) -> Result<i64, String> {
+    match h[0] {
+        l @ 0..=9 => Ok(l as i64),
+        l => Err(format!("label {l}, outside 0..10")),
+    }
+}
+
+/// A CIFAR-100 record's label bytes: byte 0 is the coarse label (< 20), byte 1 the fine label
+/// (< 100), which is returned.
+fn cifar100_label(h: &[u8]) -> Result<i64, String> {
+    match (h[0], h[1]) {
+        (c, _) if c >= 20 => Err(format!("coarse label {c}, outside 0..20")),
+        (_, f) if f >= 100 => Err(format!("fine label {f}, outside 0..100")),
+        (_, f) => Ok(f as i64),
+    }
+}
+
+/// Parses the bytes of one CIFAR-10 binary file (`data_batch_N.bin`, `test_batch.bin`) into
+/// (NCHW pixels, labels); the file readers below use it.
+pub fn parse_cifar10_file(bytes: &[u8], name: &str) -> crate::Result<(Vec<u8>, Vec<i64>)> {
+    parse_records(bytes, name, 1, 10_000, cifar10_label)
+}
+
+/// Parses the bytes of one CIFAR-100 binary file (`train.bin`, `test.bin`) into (NCHW pixels,
+/// fine labels).
+pub fn parse_cifar100_file(bytes: &[u8], name: &str) -> crate::Result<(Vec<u8>, Vec<i64>)> {
+    parse_records(bytes, name, 2, 50_000, cifar100_label)
 }
 
 /// Reads class names from a `*.meta.txt`/`*_names.txt` file of the release when present.
@@ -69,10 +108,7 @@ pub fn load_cifar10(dir: &Path, split: Split) -> crate::Result<Dataset> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for f in &files {
-        let (p, l) = read_records(&dir.join(f), 1, 10_000, |h| match h[0] {
-            l @ 0..=9 => Ok(l as i64),
-            l => Err(format!("label {l}, outside 0..10")),
-        })?;
+        let (p, l) = read_records(&dir.join(f), parse_cifar10_file)?;
         pixels.extend(p);
         labels.extend(l);
     }
@@ -89,12 +125,7 @@ pub fn load_cifar100(dir: &Path, split: Split) -> crate::Result<Dataset> {
         Split::Test => "test.bin",
     };
     let path = dir.join(file);
-    // Byte 0 is the coarse label (< 20), byte 1 the fine label (< 100); the train file has 50,000.
-    let (pixels, labels) = read_records(&path, 2, 50_000, |h| match (h[0], h[1]) {
-        (c, _) if c >= 20 => Err(format!("coarse label {c}, outside 0..20")),
-        (_, f) if f >= 100 => Err(format!("fine label {f}, outside 0..100")),
-        (_, f) => Ok(f as i64),
-    })?;
+    let (pixels, labels) = read_records(&path, parse_cifar100_file)?;
     let classes = read_names(&dir.join("fine_label_names.txt"), 100)
         .unwrap_or_else(|| (0..100).map(|i| format!("class{i:02}")).collect());
     Dataset::new(dir.display().to_string(), Pixels::U8(pixels), vec![3, 32, 32], Some(labels), classes)

@@ -47,8 +47,9 @@ fn list(dir: &Path) -> crate::Result<(Vec<String>, LabelledFiles)> {
     Ok((classes.into_iter().map(|(n, _)| n).collect(), files))
 }
 
-/// Decodes one image to RGB [C, H, W] bytes, checking (or, when asked, fixing) its size.
-fn decode(bytes: &[u8], path: &Path, opts: &LoadOptions) -> crate::Result<Vec<u8>> {
+/// Decodes one image file's bytes (PNG or JPEG) to RGB [C, H, W] bytes, checking (or, when
+/// asked, fixing) its size; `path` is used in error messages.
+pub fn decode(bytes: &[u8], path: &Path, opts: &LoadOptions) -> crate::Result<Vec<u8>> {
     let img = image::load_from_memory(bytes).with_context(|| format!("{}: cannot decode image", path.display()))?;
     let side = opts.resize.unwrap_or(opts.image_size);
     let img = if img.width() != side || img.height() != side {

@@ -21,8 +21,11 @@ pub enum Dtype {
 
 impl Dtype {
     fn parse(descr: &str) -> Option<Self> {
-        let (order, code) = descr.split_at(1);
-        if order == ">" && !code.ends_with('1') {
+        // By characters: the header is untrusted text (an empty or non-ASCII descr is an error).
+        let mut chars = descr.chars();
+        let order = chars.next()?;
+        let code = chars.as_str();
+        if order == '>' && !code.ends_with('1') {
             return None; // big-endian multi-byte types are not read
         }
         Some(match code {
@@ -195,7 +198,14 @@ pub fn write(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> crate::R
 /// `npy:IMAGES.npy[,LABELS.npy]` as a data set.
 pub fn load_npy_dataset(images: &Path, labels: Option<&Path>) -> crate::Result<Dataset> {
     let arr = read(images)?;
-    let name = images.display().to_string();
+    let labels = labels.map(|l| read(l).map(|a| (a, l.display().to_string()))).transpose()?;
+    let labels = labels.as_ref().map(|(a, n)| (a, n.as_str()));
+    dataset_from_arrays(&arr, &images.display().to_string(), labels)
+}
+
+/// Parsed image (or point) and label arrays as a data set; `name` and the label array's name are
+/// used in error messages.
+pub fn dataset_from_arrays(arr: &NpyArray, name: &str, labels: Option<(&NpyArray, &str)>) -> crate::Result<Dataset> {
     let (pixels, shape) = match (arr.dtype, arr.shape.as_slice()) {
         (Dtype::U8, &[n, h, w, c]) => {
             if !matches!(c, 1 | 3) {
@@ -232,9 +242,7 @@ pub fn load_npy_dataset(images: &Path, labels: Option<&Path>) -> crate::Result<D
     }
     let (labels, classes) = match labels {
         None => (None, Vec::new()),
-        Some(lpath) => {
-            let larr = read(lpath)?;
-            let lname = lpath.display();
+        Some((larr, lname)) => {
             if larr.shape.len() != 1 {
                 bail!("{lname}: labels must be a 1-D array; shape is {:?}", larr.shape);
             }
@@ -299,6 +307,20 @@ mod tests {
 
         let e = load_npy_dataset(&dir.path().join("missing.npy"), None).unwrap_err().to_string();
         assert!(e.contains("missing.npy: file not found"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_non_ascii_dtypes_are_errors() {
+        // Found by `cargo fuzz run npy`: an empty descr panicked on slicing.
+        for descr in ["", "\u{e9}", "<"] {
+            let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}\n");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend((header.len() as u16).to_le_bytes());
+            bytes.extend(header.as_bytes());
+            bytes.push(0);
+            let e = parse(&bytes, "d.npy").unwrap_err().to_string();
+            assert!(e.contains("unsupported dtype"), "{descr:?}: {e}");
+        }
     }
 
     #[test]

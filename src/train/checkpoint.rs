@@ -88,6 +88,58 @@ pub struct Contents<'a> {
     pub config: &'a TrainConfig,
 }
 
+/// Bytes of a tensor's data.
+pub fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.numel() * t.kind().elt_size_in_bytes()) as u64
+}
+
+/// Estimated bytes of one checkpoint of `c`: the weights, optimiser moments and buffer, plus the
+/// safetensors headers and the manifest (bounded by 64 KiB and 512 bytes per tensor name).
+pub fn estimate_bytes(c: &Contents) -> u64 {
+    let vars = c.vs.variables();
+    let weights: u64 = vars.values().map(tensor_bytes).sum();
+    let optim = c.optimizer.map_or(0, |o| o.state_bytes());
+    let buffer = c.buffer.map_or(0, tensor_bytes);
+    weights + optim + buffer + 64 * 1024 + 512 * vars.len() as u64
+}
+
+/// Free space asked for before training, in checkpoints: the one being written and room for a
+/// `best` checkpoint, logs and sample grids beside it.
+pub const SPACE_MARGIN: u64 = 2;
+
+/// The bytes needed when `available` bytes are too few for checkpoints of `estimate` bytes.
+pub fn space_shortfall(estimate: u64, available: u64) -> Option<u64> {
+    let needed = estimate.saturating_mul(SPACE_MARGIN);
+    (available < needed).then_some(needed)
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `dir` (statvfs).
+pub fn available_bytes(dir: &Path) -> crate::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{}: path holds a NUL byte", dir.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs, as statvfs(3) needs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("{}: cannot read the free space: {e}", dir.display());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Fails, naming `dir` and the bytes needed and free, when the file system holding `dir` has
+/// less than [`SPACE_MARGIN`] checkpoints of `estimate` bytes free.
+pub fn check_space(dir: &Path, estimate: u64) -> crate::Result<()> {
+    let available = available_bytes(dir)?;
+    if let Some(needed) = space_shortfall(estimate, available) {
+        bail!(
+            "{}: not enough free space: {needed} bytes needed ({SPACE_MARGIN} checkpoints of about {estimate} bytes), {available} bytes available; free some space or choose another --out",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes checkpoint `name` under `root` atomically, replacing an older one of the same name.
 pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
     std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create checkpoint folder", root.display()))?;
@@ -137,11 +189,13 @@ pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
         fsync_dir(&tmp);
         Ok(())
     };
+    let dest = root.join(name);
     if let Err(e) = write() {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("checkpoint `{name}` not written; the previous one is intact")));
+        return Err(
+            e.context(format!("checkpoint {} not written; the previous checkpoints are intact", dest.display()))
+        );
     }
-    let dest = root.join(name);
     if dest.exists() {
         let old = root.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(&dest, &old)?;
@@ -173,15 +227,11 @@ pub fn recover_interrupted_writes(root: &Path) {
     }
 }
 
-/// Reads and verifies a checkpoint folder's manifest: every file present with its size and checksum.
-pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
-    let mpath = dir.join(MANIFEST);
-    if !mpath.exists() {
-        bail!("{}: not a checkpoint (no {MANIFEST}; an interrupted write leaves none)", dir.display());
-    }
-    let text = std::fs::read(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?;
+/// Parses a manifest's bytes: its JSON, format and file names (not the files themselves);
+/// `mpath` is used in error messages.
+pub fn parse_manifest(bytes: &[u8], mpath: &Path) -> crate::Result<Manifest> {
     let m: Manifest =
-        serde_json::from_slice(&text).with_context(|| format!("{}: corrupt manifest", mpath.display()))?;
+        serde_json::from_slice(bytes).with_context(|| format!("{}: corrupt manifest", mpath.display()))?;
     if m.format != FORMAT {
         bail!("{}: unknown checkpoint format `{}` (expected {FORMAT})", mpath.display(), m.format);
     }
@@ -189,6 +239,19 @@ pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
         if f.name.contains('/') || f.name.contains("..") {
             bail!("{}: bad file name `{}`", mpath.display(), f.name);
         }
+    }
+    Ok(m)
+}
+
+/// Reads and verifies a checkpoint folder's manifest: every file present with its size and checksum.
+pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
+    let mpath = dir.join(MANIFEST);
+    if !mpath.exists() {
+        bail!("{}: not a checkpoint (no {MANIFEST}; an interrupted write leaves none)", dir.display());
+    }
+    let text = std::fs::read(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?;
+    let m = parse_manifest(&text, &mpath)?;
+    for f in &m.files {
         let p = dir.join(&f.name);
         if !p.exists() {
             bail!("{}: missing (named in the manifest)", p.display());
@@ -203,6 +266,26 @@ pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
         }
     }
     Ok(m)
+}
+
+/// Parses safetensors bytes into named CPU tensors; `path` is used in error messages. The
+/// checkpoint's weight, optimiser and buffer readers all go through it.
+pub fn parse_tensors(bytes: &[u8], path: &Path) -> crate::Result<Vec<(String, Tensor)>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = Tensor::try_from(view).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// Reads a safetensors file (see [`parse_tensors`]).
+pub fn read_tensors(path: &Path) -> crate::Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    parse_tensors(&bytes, path)
 }
 
 /// Resolves a path given to `--resume`/`--ckpt`: a checkpoint folder, a run folder or its
@@ -236,8 +319,14 @@ pub fn resolve(path: &Path) -> crate::Result<PathBuf> {
 /// Loads model weights into `vs`, checking that names and shapes match exactly first.
 pub fn load_weights(vs: &mut VarStore, dir: &Path) -> crate::Result<()> {
     let path = dir.join(MODEL_FILE);
-    let file = Tensor::read_safetensors(&path).with_context(|| format!("{}: cannot read weights", path.display()))?;
-    let file: std::collections::BTreeMap<String, Tensor> = file.into_iter().collect();
+    let file = read_tensors(&path).context("cannot read weights")?;
+    assign_weights(vs, file, &path)
+}
+
+/// Copies named tensors into `vs`, checking that names and shapes match exactly first; `path`
+/// names the file they came from in errors.
+pub fn assign_weights(vs: &mut VarStore, tensors: Vec<(String, Tensor)>, path: &Path) -> crate::Result<()> {
+    let file: std::collections::BTreeMap<String, Tensor> = tensors.into_iter().collect();
     let vars = vs.variables();
     for (name, t) in &vars {
         match file.get(name) {
@@ -271,7 +360,7 @@ pub fn load_buffer(dir: &Path) -> crate::Result<Option<Tensor>> {
     if !path.exists() {
         return Ok(None);
     }
-    let mut t = Tensor::read_safetensors(&path).with_context(|| format!("{}: cannot read buffer", path.display()))?;
+    let mut t = read_tensors(&path).context("cannot read buffer")?;
     match t.iter().position(|(n, _)| n == "buffer") {
         Some(i) => Ok(Some(t.swap_remove(i).1)),
         None => bail!("{}: no `buffer` tensor", path.display()),
@@ -299,4 +388,56 @@ pub fn load_model(path: &Path, device: tch::Device) -> crate::Result<Loaded> {
     load_weights(&mut vs, &dir)?;
     let buffer = load_buffer(&dir)?.map(|b| b.to_device(device));
     Ok(Loaded { dir, config, state: manifest.state, vs, net, buffer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_shortfall_asks_for_the_margin() {
+        assert_eq!(space_shortfall(1000, 2000), None);
+        assert_eq!(space_shortfall(1000, 1999), Some(2000));
+        assert_eq!(space_shortfall(1000, 0), Some(2000));
+        assert_eq!(space_shortfall(0, 0), None);
+        assert_eq!(space_shortfall(u64::MAX / 2 + 1, u64::MAX - 1), Some(u64::MAX));
+    }
+
+    #[test]
+    fn the_estimate_covers_a_written_checkpoint() {
+        let config = TrainConfig::parse("[model]\npreset = \"mlp-2d\"\n[objective]\nname = \"igebm\"\n", &[]).unwrap();
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _net = crate::models::EnergyNet::new(&vs.root(), &config.model);
+        let opt = super::super::optim::Optimizer::new(&vs, &config.optim);
+        let buffer = Tensor::zeros([100, 2], (tch::Kind::Float, tch::Device::Cpu));
+        let state = TrainState::default();
+        let c = Contents { vs: &vs, optimizer: Some(&opt), buffer: Some(&buffer), state: &state, config: &config };
+        let weights: u64 = vs.variables().values().map(tensor_bytes).sum();
+        assert!(weights > 0);
+        // Adam keeps two moments per weight.
+        assert_eq!(opt.state_bytes(), 2 * weights);
+        let estimate = estimate_bytes(&c);
+        assert!(estimate >= 3 * weights + 800, "{estimate}");
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = save(dir.path(), "step-1", &c).unwrap();
+        let written: u64 = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(written <= estimate, "written {written} > estimate {estimate}");
+        assert!(estimate - written < 64 * 1024 + 512 * vs.variables().len() as u64);
+    }
+
+    #[test]
+    fn check_space_names_the_folder_and_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let available = available_bytes(dir.path()).unwrap();
+        check_space(dir.path(), 1).unwrap();
+        let e = check_space(dir.path(), u64::MAX / 4).unwrap_err().to_string();
+        let d = dir.path().display().to_string();
+        assert!(e.contains(&d) && e.contains("not enough free space"), "{e}");
+        assert!(e.contains(&format!("{} bytes needed", u64::MAX / 4 * 2)), "{e}");
+        // Free space changes under other writers: the reported figure is of the same order.
+        let reported: u64 = e.split(", ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+        assert!(reported.abs_diff(available) < available / 10 + (1 << 30), "{reported} vs {available}");
+        let e = available_bytes(&dir.path().join("missing")).unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("cannot read the free space"), "{e}");
+    }
 }

@@ -99,6 +99,11 @@ impl Optimizer {
         });
     }
 
+    /// Bytes of the moments as [`Optimizer::save`] writes them (data only, without the header).
+    pub fn state_bytes(&self) -> u64 {
+        self.state.values().flatten().map(super::checkpoint::tensor_bytes).sum()
+    }
+
     /// Saves the moments (safetensors, named `<slot>.<param>`).
     pub fn save(&self, path: &Path) -> crate::Result<()> {
         let names = self.slot_names();
@@ -114,8 +119,7 @@ impl Optimizer {
 
     /// Restores the moments saved by [`Optimizer::save`]; every parameter must be present with its shape.
     pub fn load(&mut self, path: &Path, t: u64) -> crate::Result<()> {
-        let read = Tensor::read_safetensors(path)
-            .with_context(|| format!("{}: cannot read optimiser state", path.display()))?;
+        let read = super::checkpoint::read_tensors(path).context("cannot read optimiser state")?;
         let read: BTreeMap<String, Tensor> = read.into_iter().collect();
         let names = self.slot_names();
         for (name, st) in self.state.iter_mut() {

@@ -258,10 +258,19 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
         st = restore(&mut m, dir, cfg)?;
     }
     m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    let ckpt_root = opts.out.join("checkpoints");
+    // A full disk is known now, not at the first checkpoint after hours of training.
+    let estimate = checkpoint::estimate_bytes(&Contents {
+        vs: &m.vs,
+        optimizer: Some(&m.opt),
+        buffer: m.negatives.buffer.as_ref().map(|b| &b.data),
+        state: &st,
+        config: cfg,
+    });
+    checkpoint::check_space(&ckpt_root, estimate)?;
     std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
         .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
     let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| st.step))?;
-    let ckpt_root = opts.out.join("checkpoints");
     checkpoint::recover_interrupted_writes(&ckpt_root);
 
     let plan = BatchPlan {
