@@ -8,26 +8,10 @@ use ebm::train::checkpoint;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// Trains configs/toy2d-pcd.toml for one epoch of 8gaussians on one CPU thread, with overrides.
+/// configs/toy2d-pcd.toml for one epoch of 10,000 8gaussians points, with overrides after that.
 fn train_toy(dir: &Path, name: &str, sets: &[&str]) -> PathBuf {
-    let run = dir.join(name);
-    let cfg = repo_root().join("configs/toy2d-pcd.toml");
-    let mut args = vec![
-        "train".to_string(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--out".into(),
-        run.display().to_string(),
-        "--quiet".into(),
-    ];
-    for s in ["train.epochs=1", "train.device=\"cpu\"", "train.threads=1", "data.spec=\"toy2d:8gaussians:10000\""]
-        .iter()
-        .chain(sets)
-    {
-        args.extend(["--set".to_string(), s.to_string()]);
-    }
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    run
+    let short = ["train.epochs=1", "data.spec=\"toy2d:8gaussians:10000\""];
+    train_toy2d(dir, name, &[&short[..], sets].concat())
 }
 
 /// Mean exact held-out log-likelihood of a 2-D run (grid log Z) on 2,000 test points.

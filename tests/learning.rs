@@ -196,7 +196,8 @@ fn mean_log_density(toy: Toy, pts: &Tensor) -> f64 {
 #[test]
 fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
     // configs/toy2d-pcd.toml as it stands: contrastive divergence on buffer chains.
-    let (_dir, run) = train_toy(None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_toy2d(dir.path(), "pcd", &["train.epochs=3"]);
     let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
     let chains = m.buffer.expect("a PCD run keeps its chains");
     let toy = Toy::EightGaussians;
@@ -273,32 +274,6 @@ ckpt_every = 0
     );
     // Chance is 10%.
     assert!(acc > 0.30, "test accuracy {acc}");
-}
-
-/// Trains configs/toy2d-pcd.toml (3 epochs on CPU, optionally another objective) into a
-/// temporary folder; returns it with the run folder.
-fn train_toy(objective: Option<&str>, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let cfg = repo_root().join("configs/toy2d-pcd.toml");
-    let mut args = vec![
-        "train".to_string(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--out".into(),
-        run.display().to_string(),
-        "--quiet".into(),
-        "--set".into(),
-        "train.epochs=3".into(),
-        "--set".into(),
-        "train.device=\"cpu\"".into(),
-    ];
-    if let Some(o) = objective {
-        args.extend(["--set".into(), format!("objective.name=\"{o}\"")]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    (dir, run)
 }
 
 /// KL(data || model) in nats of the `ebm experiment toy2d` table (3 epochs of 20,000 points, seed

@@ -48,12 +48,7 @@ fn sigkill_at_random_moments_always_leaves_a_loadable_checkpoint() {
         }
     }
     assert!(kills >= 10, "only {kills} runs were killed");
-    let leftovers: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = hidden_entries(&run.join("checkpoints"));
     assert!(leftovers.len() <= 1, "temporary folders pile up: {leftovers:?}");
     assert!(last_step > 0, "no progress across kills");
     // A final resume finishes cleanly from whatever the kills left.
@@ -261,12 +256,7 @@ fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
     assert!(e.contains("File too large"), "the OS error is named: {e}");
     // The good checkpoint is untouched and still the newest; nothing half-written is left.
     assert!(!ckpt.exists(), "a partial {} exists", ckpt.display());
-    let leftovers: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = hidden_entries(&run.join("checkpoints"));
     assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
     assert_eq!(ebm::train::checkpoint::resolve(&run).unwrap(), good);
     assert_eq!(std::fs::read(good.join("manifest.json")).unwrap(), good_manifest);
@@ -277,4 +267,14 @@ fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
     assert!(out.contains("done: 6 steps"), "{out}");
     let newest = ebm::train::checkpoint::resolve(&run).unwrap();
     assert_eq!(ebm::train::checkpoint::load_model(&newest, tch::Device::Cpu).unwrap().state.step, 6);
+}
+
+/// Names of the hidden entries (temporary checkpoint folders) of `dir`.
+fn hidden_entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
 }

@@ -111,3 +111,23 @@ pub fn train_tiny(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) {
 pub fn summary(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary")
 }
+
+/// Trains configs/toy2d-pcd.toml on the CPU (one thread, as the config says) into `dir/name`,
+/// with `--set` overrides; returns the run folder.
+pub fn train_toy2d(dir: &Path, name: &str, sets: &[&str]) -> PathBuf {
+    let run = dir.join(name);
+    let cfg = repo_root().join("configs/toy2d-pcd.toml");
+    let mut args = vec![
+        "train".to_string(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--out".into(),
+        run.display().to_string(),
+        "--quiet".into(),
+    ];
+    for s in ["train.device=\"cpu\""].iter().chain(sets) {
+        args.extend(["--set".to_string(), s.to_string()]);
+    }
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run
+}
