@@ -328,6 +328,10 @@ pub enum SamplerKind {
     Mala,
     /// Hamiltonian Monte Carlo: `leapfrog` steps of size `step_size` per transition.
     Hmc,
+    /// Metropolis-Hastings with the independent proposal N(0, proposal_std^2 I) (seed 004, sec. 6).
+    IndependentMh,
+    /// Importance sampling with resampling from `proposals` draws of N(0, proposal_std^2 I).
+    ImportanceResampling,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,6 +350,10 @@ pub struct SgldConfig {
     pub clamp: bool,
     /// Leapfrog steps per HMC transition.
     pub leapfrog: usize,
+    /// Standard deviation of the independent samplers' Gaussian proposal.
+    pub proposal_std: f64,
+    /// Proposals per draw of importance resampling.
+    pub proposals: usize,
 }
 
 impl Default for SgldConfig {
@@ -359,6 +367,8 @@ impl Default for SgldConfig {
             grad_clip: 0.01,
             clamp: false,
             leapfrog: 5,
+            proposal_std: 1.0,
+            proposals: 4096,
         }
     }
 }
@@ -654,8 +664,12 @@ impl TrainConfig {
         non_negative(self.sgld.step_size, "sgld.step_size")?;
         non_negative(self.sgld.noise, "sgld.noise")?;
         positive(self.sgld.grad_clip, "sgld.grad_clip")?;
-        if self.sgld.sampler != SamplerKind::Langevin {
+        if matches!(self.sgld.sampler, SamplerKind::Mala | SamplerKind::Hmc) {
             positive(self.sgld.step_size, "sgld.step_size")?;
+        }
+        positive(self.sgld.proposal_std, "sgld.proposal_std")?;
+        if self.sgld.sampler == SamplerKind::ImportanceResampling && self.sgld.proposals == 0 {
+            bail!("key `sgld.proposals` = 0: importance resampling needs proposals");
         }
         if self.sgld.sampler == SamplerKind::Hmc && self.sgld.leapfrog == 0 {
             bail!("key `sgld.leapfrog` = 0: HMC needs at least one leapfrog step");

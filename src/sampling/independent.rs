@@ -5,6 +5,7 @@
 //!   then M draws from {z_m} with probabilities w_m / sum w (multinomial resampling).
 //!
 //! The proposal here is N(mean, std^2 I).
+use super::{Chains, Sampler};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -38,19 +39,73 @@ pub fn metropolis_hastings(
     x0: &Tensor,
     steps: usize,
 ) -> (Tensor, f64) {
+    let c = IndependentMh { q: q.clone() }.sample(energy, x0, steps);
+    (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+}
+
+/// Metropolis-Hastings with the independent proposal `q`, as a chain sampler of the trainer.
+#[derive(Debug, Clone)]
+pub struct IndependentMh {
+    pub q: GaussianProposal,
+}
+
+impl Sampler for IndependentMh {
+    fn name(&self) -> &'static str {
+        "independent-mh"
+    }
+
+    fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> Chains {
+        tch::no_grad(|| {
+            let q = &self.q;
+            let mut x = x0.detach();
+            let mut log_target = -energy(&x) - q.log_density(&x);
+            let mut accepted = Tensor::zeros([x.size()[0]], (Kind::Float, x.device()));
+            for _ in 0..steps {
+                let y = q.draw(&x, x.size()[0]);
+                let log_y = -energy(&y) - q.log_density(&y);
+                let accept = Tensor::rand_like(&log_y).log().lt_tensor(&(&log_y - &log_target));
+                x = y.where_self(&super::mala::chain_mask(&accept, &x), &x);
+                log_target = log_y.where_self(&accept, &log_target);
+                accepted += accept.to_kind(Kind::Float);
+            }
+            Chains { x, acceptance: super::mala::acceptance_rate(&accepted, steps) }
+        })
+    }
+}
+
+/// Importance sampling with resampling as a sampler of the trainer: every draw of n points
+/// resamples them from `proposals` fresh draws of `q` (the chains' starting points and `steps`
+/// play no part: the draws are independent of the past).
+#[derive(Debug, Clone)]
+pub struct ImportanceResampling {
+    pub q: GaussianProposal,
+    pub proposals: i64,
+}
+
+impl Sampler for ImportanceResampling {
+    fn name(&self) -> &'static str {
+        "importance-resampling"
+    }
+
+    fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, _steps: usize) -> Chains {
+        let n = x0.size()[0];
+        let (z, w) = weighted_proposals(energy, &self.q, x0, self.proposals);
+        let idx = tch::no_grad(|| w.multinomial(n, true));
+        Chains { x: z.index_select(0, &idx), acceptance: None }
+    }
+}
+
+/// `m` draws of q shaped like `like`, with their normalised importance weights exp(-E) / q.
+fn weighted_proposals(
+    energy: &dyn Fn(&Tensor) -> Tensor,
+    q: &GaussianProposal,
+    like: &Tensor,
+    m: i64,
+) -> (Tensor, Tensor) {
     tch::no_grad(|| {
-        let mut x = x0.detach();
-        let mut log_target = -energy(&x) - q.log_density(&x);
-        let mut accepted = 0.0;
-        for _ in 0..steps {
-            let y = q.draw(&x, x.size()[0]);
-            let log_y = -energy(&y) - q.log_density(&y);
-            let accept = Tensor::rand_like(&log_y).log().lt_tensor(&(&log_y - &log_target));
-            x = y.where_self(&super::mala::chain_mask(&accept, &x), &x);
-            log_target = log_y.where_self(&accept, &log_target);
-            accepted += accept.to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-        }
-        (x, if steps == 0 { 0.0 } else { accepted / steps as f64 })
+        let z = q.draw(like, m);
+        let log_w = -energy(&z) - q.log_density(&z);
+        (z, log_w.softmax(0, Kind::Double))
     })
 }
 
@@ -62,14 +117,10 @@ pub fn importance_resample(
     like: &Tensor,
     m: i64,
 ) -> (Tensor, f64) {
-    tch::no_grad(|| {
-        let z = q.draw(like, m);
-        let log_w = -energy(&z) - q.log_density(&z);
-        let w = log_w.softmax(0, Kind::Double);
-        let ess = w.square().sum(Kind::Double).reciprocal().double_value(&[]);
-        let idx = w.multinomial(m, true);
-        (z.index_select(0, &idx), ess)
-    })
+    let (z, w) = weighted_proposals(energy, q, like, m);
+    let ess = w.square().sum(Kind::Double).reciprocal().double_value(&[]);
+    let idx = w.multinomial(m, true);
+    (z.index_select(0, &idx), ess)
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ pub struct Chains {
     pub acceptance: Option<Tensor>,
 }
 
-/// A Markov chain on the input space targeting exp(-E): Langevin (SGLD/ULA), MALA or HMC.
+/// A sampler of exp(-E) on the input space: Langevin (SGLD/ULA), MALA, HMC, independent
+/// Metropolis-Hastings, importance sampling with resampling.
 pub trait Sampler: std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Runs `steps` transitions from `x0`; the samples are detached.
@@ -36,6 +37,10 @@ pub fn from_config(c: &SgldConfig, data_range: (f64, f64)) -> Box<dyn Sampler> {
         SamplerKind::Langevin => Box::new(Langevin::from_config(c, data_range)),
         SamplerKind::Mala => Box::new(Mala { step: c.step_size }),
         SamplerKind::Hmc => Box::new(Hmc { step: c.step_size, leapfrog: c.leapfrog }),
+        SamplerKind::IndependentMh => Box::new(independent::IndependentMh { q: proposal(c) }),
+        SamplerKind::ImportanceResampling => {
+            Box::new(independent::ImportanceResampling { q: proposal(c), proposals: c.proposals as i64 })
+        }
     }
 }
 
@@ -46,4 +51,9 @@ pub fn energy_grad(energy: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> (Tensor, T
     let e = energy(&x);
     let g = Tensor::run_backward(&[e.sum(e.kind())], &[&x], false, false).pop().expect("one gradient");
     (e.detach(), g)
+}
+
+/// The independent proposal N(0, `proposal_std`^2 I) of the independent samplers.
+fn proposal(c: &SgldConfig) -> independent::GaussianProposal {
+    independent::GaussianProposal { mean: 0.0, std: c.proposal_std }
 }
