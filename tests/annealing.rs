@@ -75,13 +75,16 @@ fn logged(run: &Path, key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// A sampler's name, its `--set` overrides and the range its logged acceptance must stay in.
+type SamplerCase<'a> = (&'a str, Vec<&'a str>, Option<(f64, f64)>);
+
 #[test]
 fn pcd_learns_with_every_sampler_and_logs_acceptance_where_there_is_one() {
     let dir = tempfile::tempdir().unwrap();
     // configs/toy2d-pcd.toml's length (3 epochs of 20,000 points): PCD needs those 234 steps.
     let pcd = ["objective.name=\"pcd\"", "train.epochs=3", "data.spec=\"toy2d:8gaussians:20000\""];
     let independent = ["sgld.proposal_std=2.5"];
-    let cases: [(&str, Vec<&str>, Option<(f64, f64)>); 4] = [
+    let cases: [SamplerCase; 4] = [
         ("mala", vec!["sgld.sampler=\"mala\"", "sgld.step_size=0.05"], Some((0.2, 1.0))),
         (
             "hmc",
