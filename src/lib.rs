@@ -9,6 +9,7 @@ pub mod models;
 
 /// The crate's error type: `anyhow` with context at every file, config and CLI boundary.
 pub type Result<T> = anyhow::Result<T>;
+pub mod agreement;
 pub mod bench;
 pub mod eval;
 pub mod experiments;

@@ -29,9 +29,47 @@ pub struct BenchArgs {
     /// memory is per mode) and prints their ratio; `on`, `off` or `auto` time one.
     #[arg(long, default_value = "both", value_name = "both|on|off|auto")]
     pub fast: String,
+    /// Instead of timing: compare one JEM step (without its random parts) on --device, in float32
+    /// and in the fast mode, against float32 on the CPU from the same weights and inputs
+    /// (relative errors of energy, input gradient, parameter gradients; batch at most 16).
+    #[arg(long)]
+    pub agreement: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ebm bench --agreement`: the CPU/device agreement table.
+fn agreement(a: &BenchArgs, model: &ModelConfig, device: tch::Device) -> anyhow::Result<()> {
+    use ebm::models::Precision;
+    let rows = [Precision::Float32, Precision::fast(device)]
+        .into_iter()
+        .map(|p| ebm::agreement::step_agreement(model, tch::Device::Cpu, device, p, a.batch.clamp(1, 16)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if a.json {
+        println!("{}", serde_json::json!({ "agreement": rows }));
+    } else {
+        println!("{} on {} against float32 on the CPU (relative errors)", model.label(), rows[0].device);
+        println!(
+            "{:<10} {:>12} {:>12} {:>12} {:>10}  result",
+            "precision", "energy", "dE/dx", "param grads", "tolerance"
+        );
+        for r in &rows {
+            println!(
+                "{:<10} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e}  {}",
+                r.precision,
+                r.energy,
+                r.input_grad,
+                r.param_grad,
+                r.tolerance,
+                if r.pass { "pass" } else { "FAIL" }
+            );
+        }
+    }
+    if rows.iter().any(|r| !r.pass) {
+        bail!("{} does not agree with the CPU within tolerance", rows[0].device);
+    }
+    Ok(())
 }
 
 /// Runs `ebm bench` again in a child process with `--fast MODE --json` and reads its result, so
@@ -74,6 +112,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         model.width = w;
     }
     model.validate()?;
+    if a.agreement {
+        return agreement(&a, &model, device);
+    }
     let loader =
         a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, a.batch as usize, 200)).transpose()?;
     let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
