@@ -189,8 +189,7 @@ fn eval_calibrate_and_ood_on_the_trained_model() {
 /// Mean true log-density of points [N, 2].
 fn mean_log_density(toy: Toy, pts: &Tensor) -> f64 {
     let v: Vec<f32> = Vec::try_from(&pts.flatten(0, -1)).unwrap();
-    let lp: Vec<f64> = v.chunks(2).map(|p| toy.log_density([p[0] as f64, p[1] as f64]).unwrap()).collect();
-    lp.iter().sum::<f64>() / lp.len() as f64
+    toy.mean_log_density(&v).unwrap()
 }
 
 #[test]

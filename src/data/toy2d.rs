@@ -101,6 +101,13 @@ impl Toy {
         }
     }
 
+    /// The mean exact log-density of points given as interleaved (x, y) coordinates, for the
+    /// densities that have one in closed form.
+    pub fn mean_log_density(self, xy: &[f32]) -> Option<f64> {
+        let lp: Option<Vec<f64>> = xy.chunks(2).map(|p| self.log_density([p[0] as f64, p[1] as f64])).collect();
+        lp.map(|lp| lp.iter().sum::<f64>() / lp.len() as f64)
+    }
+
     /// The exact log-density at `p`, for the densities that have one in closed form.
     pub fn log_density(self, p: [f64; 2]) -> Option<f64> {
         let [x, y] = p;

@@ -197,9 +197,7 @@ pub fn run(o: &Options, mut progress: impl FnMut(&Row)) -> crate::Result<Report>
             grid_neg_entropy: neg_entropy,
             uniform_box_ll: -bounding_box_area(&v).ln(),
         });
-        let lp: Vec<f64> =
-            v.chunks(2).map(|p| toy.log_density([p[0] as f64, p[1] as f64]).expect("closed form")).collect();
-        let truth_ll = lp.iter().sum::<f64>() / lp.len() as f64;
+        let truth_ll = toy.mean_log_density(&v).expect("a density with a closed form");
         for &objective in &o.objectives {
             let cfg = config(objective, toy, o)?;
             let run_dir = run_dir(&o.out, objective, toy);

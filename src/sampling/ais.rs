@@ -11,7 +11,7 @@
 //! Step sizes adapt towards a target acceptance rate after every temperature (as Wu et al. 2017
 //! do for decoder models); `adapt = false` keeps them fixed.
 use super::energy_grad;
-use super::mala::{chain_mask, sq_norm};
+use super::mala::{chain_mask, log_acceptance, sq_norm};
 use anyhow::bail;
 use tch::{Device, Kind, Tensor};
 
@@ -103,9 +103,7 @@ fn mala_step(energy: &dyn Fn(&Tensor) -> Tensor, st: State, b: f64, h: f64, inv_
     let (u, gu) = bridge(&st, b, inv_s2);
     let prop = evaluate(energy, (&st.x - &gu * (h / 2.0) + st.x.randn_like() * h.sqrt()).detach());
     let (u_p, gu_p) = bridge(&prop, b, inv_s2);
-    let log_q_fwd = -sq_norm(&(&prop.x - &st.x + &gu * (h / 2.0))) / (2.0 * h);
-    let log_q_back = -sq_norm(&(&st.x - &prop.x + &gu_p * (h / 2.0))) / (2.0 * h);
-    let log_alpha = u - u_p + log_q_back - log_q_fwd;
+    let log_alpha = log_acceptance(&st.x, &u, &gu, &prop.x, &u_p, &gu_p, h);
     let accept = Tensor::rand_like(&log_alpha).log().lt_tensor(&log_alpha);
     select(st, prop, &accept)
 }

@@ -10,14 +10,6 @@ pub struct Hmc {
     pub leapfrog: usize,
 }
 
-impl Hmc {
-    /// Runs `steps` HMC transitions from `x0`; returns the samples and the mean acceptance rate.
-    pub fn run(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
-        let c = super::Sampler::sample(self, energy, x0, steps);
-        (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
-    }
-}
-
 impl super::Sampler for Hmc {
     fn name(&self) -> &'static str {
         "hmc"
@@ -52,6 +44,7 @@ impl super::Sampler for Hmc {
 #[cfg(test)]
 mod tests {
     use super::super::mala::Mala;
+    use super::super::Sampler;
     use super::*;
     use tch::Device;
 
@@ -83,9 +76,9 @@ mod tests {
     fn mala_and_hmc_sample_a_correlated_gaussian() {
         tch::manual_seed(11);
         let x0 = Tensor::randn([4000, 2], (Kind::Float, Device::Cpu)) * 3.0;
-        let (x, rate) = Mala { step: 0.1 }.run(&correlated_gaussian, &x0, 300);
+        let (x, rate) = Mala { step: 0.1 }.sample_with_rate(&correlated_gaussian, &x0, 300);
         check("MALA", &x, rate, 0.5, 0.99);
-        let (x, rate) = Hmc { step: 0.2, leapfrog: 10 }.run(&correlated_gaussian, &x0, 60);
+        let (x, rate) = Hmc { step: 0.2, leapfrog: 10 }.sample_with_rate(&correlated_gaussian, &x0, 60);
         check("HMC", &x, rate, 0.6, 1.0);
     }
 
@@ -93,7 +86,7 @@ mod tests {
     fn a_too_large_step_is_rejected_not_divergent() {
         tch::manual_seed(0);
         let x0 = Tensor::randn([500, 2], (Kind::Float, Device::Cpu));
-        let (x, rate) = Mala { step: 20.0 }.run(&correlated_gaussian, &x0, 20);
+        let (x, rate) = Mala { step: 20.0 }.sample_with_rate(&correlated_gaussian, &x0, 20);
         assert!(rate < 0.2, "acceptance {rate}");
         assert!(x.abs().max().double_value(&[]) < 10.0);
     }

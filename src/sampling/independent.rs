@@ -39,8 +39,7 @@ pub fn metropolis_hastings(
     x0: &Tensor,
     steps: usize,
 ) -> (Tensor, f64) {
-    let c = IndependentMh { q: q.clone() }.sample(energy, x0, steps);
-    (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+    IndependentMh { q: q.clone() }.sample_with_rate(energy, x0, steps)
 }
 
 /// Metropolis-Hastings with the independent proposal `q`, as a chain sampler of the trainer.

@@ -15,19 +15,28 @@ pub fn sq_norm(t: &Tensor) -> Tensor {
     t.flatten(1, -1).square().sum_dim_intlist([1].as_slice(), false, Kind::Float)
 }
 
+/// log of MALA's acceptance ratio for a move x -> x' under the potential U with proposal variance
+/// `step`: U(x) - U(x') + log q(x | x') - log q(x' | x), q(a | b) = N(a; b - (step/2) grad U(b), step I).
+pub fn log_acceptance(
+    x: &Tensor,
+    u: &Tensor,
+    gu: &Tensor,
+    prop: &Tensor,
+    u_p: &Tensor,
+    gu_p: &Tensor,
+    step: f64,
+) -> Tensor {
+    let h = step / 2.0;
+    let log_q_fwd = -sq_norm(&(prop - x + gu * h)) / (2.0 * step);
+    let log_q_back = -sq_norm(&(x - prop + gu_p * h)) / (2.0 * step);
+    u - u_p + log_q_back - log_q_fwd
+}
+
 /// Broadcasts a per-chain mask [B] over the shape of `like`.
 pub fn chain_mask(mask: &Tensor, like: &Tensor) -> Tensor {
     let mut shape = vec![like.size()[0]];
     shape.extend(std::iter::repeat_n(1, like.dim() - 1));
     mask.view(shape.as_slice())
-}
-
-impl Mala {
-    /// Runs `steps` MALA steps from `x0`; returns the samples and the mean acceptance rate.
-    pub fn run(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
-        let c = super::Sampler::sample(self, energy, x0, steps);
-        (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
-    }
 }
 
 /// The mean acceptance per step of `accepted` (per-chain counts over `steps` steps), on the device.
@@ -49,9 +58,7 @@ impl super::Sampler for Mala {
         for _ in 0..steps {
             let prop = (&x - &g * h + x.randn_like() * eps).detach();
             let (e_p, g_p) = energy_grad(energy, &prop);
-            let log_q_fwd = -sq_norm(&(&prop - &x + &g * h)) / (2.0 * self.step);
-            let log_q_back = -sq_norm(&(&x - &prop + &g_p * h)) / (2.0 * self.step);
-            let log_alpha = &e - &e_p + log_q_back - log_q_fwd;
+            let log_alpha = log_acceptance(&x, &e, &g, &prop, &e_p, &g_p, self.step);
             let accept = Tensor::rand_like(&log_alpha).log().lt_tensor(&log_alpha);
             let m = chain_mask(&accept, &x);
             x = prop.where_self(&m, &x);

@@ -29,6 +29,12 @@ pub trait Sampler: std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Runs `steps` transitions from `x0`; the samples are detached.
     fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> Chains;
+
+    /// [`Sampler::sample`] with the acceptance rate read on the host (0 without an accept step).
+    fn sample_with_rate(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
+        let c = self.sample(energy, x0, steps);
+        (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+    }
 }
 
 /// The sampler named by `sgld.sampler`; `data_range` is the clamp range of the Langevin forms.
