@@ -103,7 +103,7 @@ pub fn train_iterations(
     };
     let mut cfg: TrainConfig = TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &[])?;
     cfg.model = model.clone();
-    cfg.sgld.steps = sgld_steps;
+    cfg.sampler.steps = sgld_steps;
     cfg.data.batch_size = batch as usize;
     cfg.validate()?;
     tch::manual_seed(0);
@@ -113,9 +113,9 @@ pub fn train_iterations(
     let mut opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
     let buffer = ReplayBuffer::new(cfg.buffer.size as i64, &shape, 0.05, None, 1.0, device);
-    let sampler = Langevin::from_config(&cfg.sgld, (-1.0, 1.0));
+    let sampler = Langevin::from_config(&cfg.sampler, (-1.0, 1.0));
     let mut negatives =
-        Negatives::new(Box::new(sampler.clone()), cfg.sgld.steps, Some(buffer), shape.clone(), 1.0, device);
+        Negatives::new(Box::new(sampler.clone()), cfg.sampler.steps, Some(buffer), shape.clone(), 1.0, device);
     let mut dims = vec![batch];
     dims.extend(&shape);
     let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;

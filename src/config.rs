@@ -180,7 +180,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub optim: OptimConfig,
     #[serde(default)]
-    pub sgld: SgldConfig,
+    #[serde(rename = "sgld")]
+    pub sampler: SamplerConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
     #[serde(default)]
@@ -336,9 +337,10 @@ pub enum SamplerKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SgldConfig {
+pub struct SamplerConfig {
     /// Which chain: `langevin` (the SGLD forms of `variant`), `mala` or `hmc`.
-    pub sampler: SamplerKind,
+    #[serde(rename = "sampler")]
+    pub kind: SamplerKind,
     pub variant: SgldVariant,
     pub steps: usize,
     pub step_size: f64,
@@ -356,10 +358,10 @@ pub struct SgldConfig {
     pub proposals: usize,
 }
 
-impl Default for SgldConfig {
+impl Default for SamplerConfig {
     fn default() -> Self {
-        SgldConfig {
-            sampler: SamplerKind::Langevin,
+        SamplerConfig {
+            kind: SamplerKind::Langevin,
             variant: SgldVariant::Jem,
             steps: 20,
             step_size: 1.0,
@@ -661,17 +663,17 @@ impl TrainConfig {
         non_negative(self.optim.weight_decay, "optim.weight_decay")?;
         positive(self.optim.decay_rate, "optim.decay_rate")?;
         non_negative(self.optim.clip_grad_norm, "optim.clip_grad_norm")?;
-        non_negative(self.sgld.step_size, "sgld.step_size")?;
-        non_negative(self.sgld.noise, "sgld.noise")?;
-        positive(self.sgld.grad_clip, "sgld.grad_clip")?;
-        if matches!(self.sgld.sampler, SamplerKind::Mala | SamplerKind::Hmc) {
-            positive(self.sgld.step_size, "sgld.step_size")?;
+        non_negative(self.sampler.step_size, "sgld.step_size")?;
+        non_negative(self.sampler.noise, "sgld.noise")?;
+        positive(self.sampler.grad_clip, "sgld.grad_clip")?;
+        if matches!(self.sampler.kind, SamplerKind::Mala | SamplerKind::Hmc) {
+            positive(self.sampler.step_size, "sgld.step_size")?;
         }
-        positive(self.sgld.proposal_std, "sgld.proposal_std")?;
-        if self.sgld.sampler == SamplerKind::ImportanceResampling && self.sgld.proposals == 0 {
+        positive(self.sampler.proposal_std, "sgld.proposal_std")?;
+        if self.sampler.kind == SamplerKind::ImportanceResampling && self.sampler.proposals == 0 {
             bail!("key `sgld.proposals` = 0: importance resampling needs proposals");
         }
-        if self.sgld.sampler == SamplerKind::Hmc && self.sgld.leapfrog == 0 {
+        if self.sampler.kind == SamplerKind::Hmc && self.sampler.leapfrog == 0 {
             bail!("key `sgld.leapfrog` = 0: HMC needs at least one leapfrog step");
         }
         if self.objective.name == ObjectiveKind::Pcd && !self.buffer.enabled {

@@ -93,8 +93,8 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
     let mut opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
     let buffer = ReplayBuffer::new(100, &shape, 0.05, None, 1.0, Device::Cpu);
-    let sampler = sampling::from_config(&cfg.sgld, (-1.0, 1.0));
-    let mut negatives = Negatives::new(sampler, cfg.sgld.steps, Some(buffer), shape, 1.0, Device::Cpu);
+    let sampler = sampling::from_config(&cfg.sampler, (-1.0, 1.0));
+    let mut negatives = Negatives::new(sampler, cfg.sampler.steps, Some(buffer), shape, 1.0, Device::Cpu);
     let x = Tensor::rand([16, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
     let copy = |f: &dyn Fn(&Tensor) -> Tensor| -> Params {

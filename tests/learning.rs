@@ -61,7 +61,7 @@ fn jem_on_shapes_classifies_and_its_samples_have_lower_energy_than_noise() {
     let m = checkpoint::load_model(run, Device::Cpu).unwrap();
     tch::manual_seed(0);
     let noise = Tensor::rand([200, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
-    let sampler = ebm::sampling::Langevin::from_config(&m.config.sgld, (-1.0, 1.0));
+    let sampler = ebm::sampling::Langevin::from_config(&m.config.sampler, (-1.0, 1.0));
     let samples = sampler.run(&|x: &Tensor| m.net.energy(x, false), &noise, 20);
     let (e_noise, e_samples) = tch::no_grad(|| {
         (

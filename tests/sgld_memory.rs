@@ -1,6 +1,6 @@
 //! SGLD keeps no graph between steps: memory stays flat over thousands of steps. Alone in its
 //! own test binary so that no other test moves the process's memory.
-use ebm::config::{ModelConfig, SgldConfig};
+use ebm::config::{ModelConfig, SamplerConfig};
 use ebm::models::EnergyNet;
 use ebm::sampling::Langevin;
 use tch::{nn, Device, Kind, Tensor};
@@ -11,7 +11,7 @@ fn memory_is_flat_over_thousands_of_sgld_steps() {
     cfg.width = 4;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = EnergyNet::new(&vs.root(), &cfg);
-    let sampler = Langevin::from_config(&SgldConfig::default(), (-1.0, 1.0));
+    let sampler = Langevin::from_config(&SamplerConfig::default(), (-1.0, 1.0));
     let x0 = Tensor::rand([8, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let energy = |x: &Tensor| net.energy(x, false);
     let x = sampler.run(&energy, &x0, 100);

@@ -38,8 +38,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if shape.len() != 3 {
         bail!("{}: the model takes points of shape {shape:?}; sample grids need images", m.dir.display());
     }
-    let steps = a.steps.unwrap_or(m.config.sgld.steps);
-    let sampler = ebm::sampling::from_config(&m.config.sgld, (-1.0, 1.0));
+    let steps = a.steps.unwrap_or(m.config.sampler.steps);
+    let sampler = ebm::sampling::from_config(&m.config.sampler, (-1.0, 1.0));
     let (n, y) = match a.per_class {
         Some(k) => {
             if !m.config.model.is_conditional() {

@@ -4,7 +4,7 @@
 //! - textbook ULA: x <- x - (eps^2 / 2) grad E(x) + eps z, i.e. step = eps^2 and noise = eps,
 //!   which leaves exp(-E) invariant as eps -> 0.
 use super::energy_grad;
-use crate::config::{SgldConfig, SgldVariant};
+use crate::config::{SamplerConfig, SgldVariant};
 use tch::Tensor;
 
 /// One configured Langevin sampler.
@@ -20,7 +20,7 @@ pub struct Langevin {
 }
 
 impl Langevin {
-    pub fn from_config(c: &SgldConfig, data_range: (f64, f64)) -> Self {
+    pub fn from_config(c: &SamplerConfig, data_range: (f64, f64)) -> Self {
         // IGEBM always clamps to the data range; the others only when asked.
         let clamp = (c.clamp || c.variant == SgldVariant::Igebm).then_some(data_range);
         Langevin {

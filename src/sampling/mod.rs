@@ -13,7 +13,7 @@ pub use hmc::Hmc;
 pub use langevin::Langevin;
 pub use mala::Mala;
 
-use crate::config::{SamplerKind, SgldConfig};
+use crate::config::{SamplerKind, SamplerConfig};
 use tch::Tensor;
 
 /// Samples of a chain sampler and, for the Metropolis-adjusted ones, the mean acceptance rate as
@@ -38,8 +38,8 @@ pub trait Sampler: std::fmt::Debug {
 }
 
 /// The sampler named by `sgld.sampler`; `data_range` is the clamp range of the Langevin forms.
-pub fn from_config(c: &SgldConfig, data_range: (f64, f64)) -> Box<dyn Sampler> {
-    match c.sampler {
+pub fn from_config(c: &SamplerConfig, data_range: (f64, f64)) -> Box<dyn Sampler> {
+    match c.kind {
         SamplerKind::Langevin => Box::new(Langevin::from_config(c, data_range)),
         SamplerKind::Mala => Box::new(Mala { step: c.step_size }),
         SamplerKind::Hmc => Box::new(Hmc { step: c.step_size, leapfrog: c.leapfrog }),
@@ -60,6 +60,6 @@ pub fn energy_grad(energy: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> (Tensor, T
 }
 
 /// The independent proposal N(0, `proposal_std`^2 I) of the independent samplers.
-fn proposal(c: &SgldConfig) -> independent::GaussianProposal {
+fn proposal(c: &SamplerConfig) -> independent::GaussianProposal {
     independent::GaussianProposal { mean: 0.0, std: c.proposal_std }
 }

@@ -106,8 +106,8 @@ fn build_model(cfg: &TrainConfig, device: Device, range: f64) -> Model {
             if cfg.objective.name == crate::config::ObjectiveKind::Pcd { 0.0 } else { cfg.buffer.reinit_fraction };
         ReplayBuffer::new(cfg.buffer.size as i64, &shape, reinit, classes, range, device)
     });
-    let sampler = sampling::from_config(&cfg.sgld, (-range, range));
-    let negatives = Negatives::new(sampler, cfg.sgld.steps, buffer, shape, range, device);
+    let sampler = sampling::from_config(&cfg.sampler, (-range, range));
+    let negatives = Negatives::new(sampler, cfg.sampler.steps, buffer, shape, range, device);
     Model { vs, net, objective, opt, negatives }
 }
 
@@ -123,7 +123,7 @@ fn restore(m: &mut Model, dir: &Path, cfg: &TrainConfig) -> crate::Result<TrainS
         tch::no_grad(|| b.data.copy_(&saved));
     }
     let st = manifest.state;
-    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sampler.steps };
     Ok(st)
 }
 
@@ -257,7 +257,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> crate::Result<Summary> {
     if let Some(dir) = &resume_dir {
         st = restore(&mut m, dir, cfg)?;
     }
-    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sgld.steps };
+    m.negatives.steps = if st.sgld_steps > 0 { st.sgld_steps } else { cfg.sampler.steps };
     let ckpt_root = opts.out.join("checkpoints");
     // A full disk is known now, not at the first checkpoint after hours of training.
     let estimate = checkpoint::estimate_bytes(&Contents {
