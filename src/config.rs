@@ -829,6 +829,23 @@ pub fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
     })
 }
 
+impl ObjectiveKind {
+    /// The name as configs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectiveKind::Jem => "jem",
+            ObjectiveKind::Igebm => "igebm",
+            ObjectiveKind::Pcd => "pcd",
+            ObjectiveKind::Cd => "cd",
+            ObjectiveKind::ScoreMatching => "sm",
+            ObjectiveKind::Dsm => "dsm",
+            ObjectiveKind::Ssm => "ssm",
+            ObjectiveKind::Nce => "nce",
+            ObjectiveKind::IsMle => "is-mle",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

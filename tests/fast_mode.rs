@@ -14,8 +14,8 @@ mod common;
 use common::*;
 use ebm::config::{ModelConfig, TrainConfig};
 use ebm::models::{EnergyNet, Precision};
-use ebm::objectives::{self, Negatives};
-use ebm::sampling::{self, energy_grad, ReplayBuffer};
+use ebm::objectives;
+use ebm::sampling::{self, energy_grad, Negatives, ReplayBuffer};
 use ebm::train::optim::Optimizer;
 use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -89,7 +89,7 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
     let net = EnergyNet::new(&vs.root(), model).with_precision(p);
-    let objective = objectives::build(&cfg, &vs.root());
+    let objective = objectives::build(&cfg, &vs.root()).unwrap();
     let mut opt = Optimizer::new(&vs, &cfg.optim);
     let shape = net.input_shape();
     let buffer = ReplayBuffer::new(100, &shape, 0.05, None, 1.0, Device::Cpu);
@@ -102,7 +102,7 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
     };
     let before = copy(&|t| t.detach().copy());
     tch::manual_seed(1);
-    let terms = objective.loss(&net, &x, Some(&y), &mut negatives);
+    let terms = objective.loss(&net, &x, Some(&y), Some(&mut negatives));
     assert_eq!(terms.loss.kind(), Kind::Float);
     opt.zero_grad();
     terms.loss.backward();

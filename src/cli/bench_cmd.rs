@@ -1,22 +1,32 @@
 use anyhow::{bail, Context};
 use ebm::bench::TrainBench;
-use ebm::config::{FastMode, ModelConfig};
+use ebm::config::{FastMode, ModelConfig, TrainConfig};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file.
-    #[arg(long, default_value = "wrn-28-10")]
-    pub preset: String,
+    /// Time the training step of this config (default: JEM's settings on --preset).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config key, as `ebm train --set`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file (default
+    /// wrn-28-10, or the config's network).
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Override the WRN depth.
     #[arg(long)]
     pub depth: Option<usize>,
     /// Override the WRN widen factor (or ConvNet width).
     #[arg(long)]
     pub width: Option<usize>,
-    #[arg(long, default_value_t = 64)]
-    pub batch: i64,
-    #[arg(long, default_value_t = 20)]
-    pub sgld_steps: usize,
+    /// Batch size (data.batch_size; default 64, or the config's).
+    #[arg(long)]
+    pub batch: Option<i64>,
+    /// Sampler steps per draw (sgld.steps; default 20, or the config's).
+    #[arg(long)]
+    pub sgld_steps: Option<usize>,
     /// Timed iterations (after one untimed warm-up).
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
@@ -39,12 +49,33 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The training config the bench times: the config file (or JEM's defaults on the preset) with
+/// the flags and `--set` overrides applied, in the order given.
+fn bench_config(a: &BenchArgs) -> anyhow::Result<TrainConfig> {
+    let base = match &a.config {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?
+        }
+        None => "[model]\npreset = \"wrn-28-10\"\n".to_string(),
+    };
+    let mut set = Vec::new();
+    if let Some(p) = &a.preset {
+        set.push(format!("model.preset=\"{p}\""));
+    }
+    let flags = [("model.depth", a.depth.map(|v| v as i64)), ("model.width", a.width.map(|v| v as i64))];
+    let flags = flags.into_iter().chain([("data.batch_size", a.batch), ("sgld.steps", a.sgld_steps.map(|v| v as i64))]);
+    set.extend(flags.filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))));
+    set.extend(a.set.iter().cloned());
+    let origin = a.config.as_ref().map_or("the bench config".to_string(), |p| p.display().to_string());
+    TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
+}
+
 /// `ebm bench --agreement`: the CPU/device agreement table.
-fn agreement(a: &BenchArgs, model: &ModelConfig, device: tch::Device) -> anyhow::Result<()> {
+fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device) -> anyhow::Result<()> {
     use ebm::models::Precision;
     let rows = [Precision::Float32, Precision::fast(device)]
         .into_iter()
-        .map(|p| ebm::agreement::step_agreement(model, tch::Device::Cpu, device, p, a.batch.clamp(1, 16)))
+        .map(|p| ebm::bench::agreement::step_agreement(model, tch::Device::Cpu, device, p, batch.clamp(1, 16)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if a.json {
         println!("{}", serde_json::json!({ "agreement": rows }));
@@ -78,14 +109,24 @@ fn agreement(a: &BenchArgs, model: &ModelConfig, device: tch::Device) -> anyhow:
 fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     let exe = std::env::current_exe().context("cannot find the ebm executable")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench", "--preset", &a.preset, "--batch", &a.batch.to_string()]);
-    cmd.args(["--sgld-steps", &a.sgld_steps.to_string(), "--iters", &a.iters.to_string()]);
-    cmd.args(["--device", &a.device, "--fast", mode, "--json"]);
-    if let Some(d) = a.depth {
-        cmd.args(["--depth", &d.to_string()]);
+    cmd.args(["bench", "--iters", &a.iters.to_string(), "--device", &a.device, "--fast", mode, "--json"]);
+    if let Some(c) = &a.config {
+        cmd.arg("--config").arg(c);
     }
-    if let Some(w) = a.width {
-        cmd.args(["--width", &w.to_string()]);
+    let flags = [
+        ("--preset", a.preset.clone()),
+        ("--depth", a.depth.map(|v| v.to_string())),
+        ("--width", a.width.map(|v| v.to_string())),
+        ("--batch", a.batch.map(|v| v.to_string())),
+        ("--sgld-steps", a.sgld_steps.map(|v| v.to_string())),
+    ];
+    for (flag, v) in flags {
+        if let Some(v) = v {
+            cmd.args([flag, &v]);
+        }
+    }
+    for s in &a.set {
+        cmd.args(["--set", s]);
     }
     let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
     if !out.status.success() {
@@ -104,33 +145,19 @@ fn gpu_memory_text(t: &TrainBench) -> String {
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
-    let mut model = ModelConfig::from_preset(&a.preset)?;
-    if let Some(d) = a.depth {
-        model.depth = d;
-    }
-    if let Some(w) = a.width {
-        model.width = w;
-    }
-    model.validate()?;
+    let mut cfg = bench_config(&a)?;
+    let batch = cfg.data.batch_size;
     if a.agreement {
-        return agreement(&a, &model, device);
+        return agreement(&a, &cfg.model, batch as i64, device);
     }
-    let loader =
-        a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, a.batch as usize, 200)).transpose()?;
+    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, batch, 200)).transpose()?;
     let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
         vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?]
     } else {
         let mode =
             FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?;
-        vec![ebm::bench::train_iterations(
-            &model,
-            a.batch,
-            a.sgld_steps,
-            a.iters.max(1),
-            1,
-            device,
-            mode.resolve(device),
-        )?]
+        cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
+        vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), 1, device)?]
     };
     let t = &runs[0];
     let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);
@@ -167,7 +194,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{}", header.trim_end());
     row("s per iteration", &|r| format!("{:.4}", r.seconds_per_iter), ratio);
-    row("SGLD steps per s", &|r| format!("{:.2}", r.sgld_steps_per_second), ratio_of(&|r| r.sgld_steps_per_second));
+    if runs.iter().all(|r| r.sgld_steps_per_second.is_some()) {
+        let rate = |r: &TrainBench| r.sgld_steps_per_second.unwrap_or(f64::NAN);
+        row("SGLD steps per s", &|r| format!("{:.2}", rate(r)), ratio_of(&rate));
+    }
     row("images per s", &|r| format!("{:.1}", r.images_per_second), ratio_of(&|r| r.images_per_second));
     if t.peak_rss_mib.is_some() {
         row("peak RSS (MiB)", &|r| r.peak_rss_mib.map_or("unavailable".into(), |m| format!("{m:.0}")), None);
@@ -177,6 +207,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("                   (NVML, device-wide: includes the CUDA context, the allocator's cache and other processes)");
     } else if let Some(why) = &t.gpu_memory_unavailable {
         println!("                   (no NVML reading: {why})");
+    }
+    if runs.iter().any(|r| r.diverged > 0) {
+        println!("                   (the guard discarded some timed steps on the random data: their time counts)");
     }
     if let Some(l) = loader {
         println!("loader             {:.0} augmented images/s ({}, batch {})", l.images_per_second, l.spec, l.batch);

@@ -9,9 +9,12 @@
 //! CD-k, k steps from the data batch itself. The data batch and the samples go through the
 //! network in one training forward pass (one spectral-norm power iteration per step), and the
 //! logits of the data half serve the cross-entropy too: no forward pass is repeated.
-use super::{Negatives, Objective, Terms};
+use super::{no_check, Objective, Registration, Terms};
+use crate::config::TrainConfig;
 use crate::models::EnergyNet;
-use tch::{Kind, Reduction, Tensor};
+use crate::sampling::{ChainUse, Negatives};
+use anyhow::bail;
+use tch::{nn, Kind, Reduction, Tensor};
 
 pub struct Hybrid {
     pub name: &'static str,
@@ -19,31 +22,95 @@ pub struct Hybrid {
     pub px_weight: f64,
     pub pxy_weight: f64,
     pub alpha: f64,
-    /// CD-k: start the chains at the data batch instead of the buffer or noise.
-    pub chains_from_data: bool,
+    /// Where the chains start: the buffer (restarted or not) or, for CD-k, the data batch.
+    pub chains: ChainUse,
 }
+
+impl Hybrid {
+    /// The generative objectives' form (no cross-entropy, no p(x|y)) from `[objective]`.
+    fn generative(name: &'static str, cfg: &TrainConfig, chains: ChainUse) -> Box<dyn Objective> {
+        let o = &cfg.objective;
+        Box::new(Hybrid { name, ce_weight: 0.0, px_weight: o.px_weight, pxy_weight: 0.0, alpha: o.alpha, chains })
+    }
+}
+
+/// JEM's hybrid: cross-entropy + p(x) [+ p(x|y)], persistent chains with restarts.
+pub const JEM: Registration = Registration {
+    name: "jem",
+    summary: "JEM's hybrid: CE on labelled data + the p(x) term [+ the p(x|y) term]",
+    check: |cfg| {
+        if !cfg.model.is_conditional() {
+            bail!("key `objective.name` = \"jem\": needs a classifier head (model.head = \"classifier\")");
+        }
+        Ok(())
+    },
+    build: |cfg: &TrainConfig, _: &nn::Path| {
+        let o = &cfg.objective;
+        Box::new(Hybrid {
+            name: "jem",
+            ce_weight: o.ce_weight,
+            px_weight: o.px_weight,
+            pxy_weight: o.pxy_weight,
+            alpha: o.alpha,
+            chains: ChainUse::Persistent { restarts: true },
+        })
+    },
+};
+
+/// IGEBM: the contrastive p(x) term with the energy-magnitude penalty; chains restarted at 5%.
+pub const IGEBM: Registration = Registration {
+    name: "igebm",
+    summary: "IGEBM's contrastive divergence with the energy-magnitude penalty",
+    check: no_check,
+    build: |cfg, _| Hybrid::generative("igebm", cfg, ChainUse::Persistent { restarts: true }),
+};
+
+/// Persistent contrastive divergence (Tieleman 2008): persistent chains, never restarted.
+pub const PCD: Registration = Registration {
+    name: "pcd",
+    summary: "persistent contrastive divergence (Tieleman 2008): persistent chains, never restarted",
+    check: |cfg| {
+        if !cfg.buffer.enabled {
+            bail!("key `objective.name` = \"pcd\": persistent chains need the buffer (buffer.enabled = true)");
+        }
+        Ok(())
+    },
+    build: |cfg, _| Hybrid::generative("pcd", cfg, ChainUse::Persistent { restarts: false }),
+};
+
+/// CD-k (Hinton 2002): chains started at the data batch, `sgld.steps` = k steps.
+pub const CD: Registration = Registration {
+    name: "cd",
+    summary: "CD-k (Hinton 2002): chains started at the data batch, sgld.steps = k",
+    check: no_check,
+    build: |cfg, _| Hybrid::generative("cd", cfg, ChainUse::FromData),
+};
 
 impl Objective for Hybrid {
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: &mut Negatives) -> Terms {
+    fn chain_use(&self) -> ChainUse {
+        self.chains
+    }
+
+    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: Option<&mut Negatives>) -> Terms {
+        let negatives = negatives.expect("the hybrid objective is given the chains it declares");
         let b = x.size()[0];
         let generative = self.px_weight > 0.0 || self.alpha > 0.0;
         let mut parts = vec![x.shallow_clone()];
-        let x_q = generative.then(|| {
-            if self.chains_from_data {
-                negatives.sample_from(net, x)
-            } else {
-                negatives.sample(net, b, None)
-            }
+        // SGLD runs the network in evaluation mode (as JEM does).
+        let energy = |x: &Tensor| net.energy(x, false);
+        let x_q = generative.then(|| match self.chains {
+            ChainUse::FromData => negatives.sample_from(&energy, x),
+            _ => negatives.sample(&energy, b, None),
         });
         if let Some(q) = &x_q {
             parts.push(q.shallow_clone());
         }
         let x_qy = match (self.pxy_weight > 0.0, y) {
-            (true, Some(y)) => Some(negatives.sample(net, b, Some(y))),
+            (true, Some(y)) => Some(negatives.sample(&|x: &Tensor| net.conditional_energy(x, y, false), b, Some(y))),
             _ => None,
         };
         if let Some(q) = &x_qy {

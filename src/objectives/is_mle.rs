@@ -12,9 +12,11 @@
 //! q depends on theta through the weights, as seed 004's q2 = N(2, (2 + theta)^2) does through
 //! theta itself. mu and s are non-trainable variables `objective.is_mean` / `objective.is_std`
 //! of the VarStore: the optimiser leaves them alone and checkpoints save and restore them.
-use super::{Negatives, Objective, Terms};
+use super::{no_check, Objective, Registration, Terms};
+use crate::config::{IsProposal, TrainConfig};
 use crate::models::EnergyNet;
 use crate::sampling::independent::GaussianProposal;
+use crate::sampling::Negatives;
 use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
 
@@ -84,6 +86,14 @@ impl Adaptive {
     }
 }
 
+/// IS-MLE with `objective.is_samples` draws per step from a fixed or adaptive Gaussian proposal.
+pub const REGISTRATION: Registration = Registration {
+    name: "is-mle",
+    summary: "importance-sampling MLE (Geyer 1994) with a fixed or adaptive Gaussian proposal",
+    check: no_check,
+    build: |cfg, p| Box::new(IsMle::from_config(cfg, p)),
+};
+
 pub enum Proposal {
     Fixed(GaussianProposal),
     Adaptive(Adaptive),
@@ -94,12 +104,28 @@ pub struct IsMle {
     pub samples: i64,
 }
 
+impl IsMle {
+    /// The proposal of `objective.is_proposal`; the adaptive one's state goes under `p/objective`.
+    pub fn from_config(cfg: &TrainConfig, p: &nn::Path) -> Self {
+        let o = &cfg.objective;
+        let proposal = match o.is_proposal {
+            IsProposal::Fixed => Proposal::Fixed(GaussianProposal { mean: 0.0, std: o.is_proposal_std }),
+            IsProposal::Adaptive => {
+                let shape: Vec<i64> = cfg.model.input_shape.iter().map(|&d| d as i64).collect();
+                let state = &(p / "objective");
+                Proposal::Adaptive(Adaptive::new(state, &shape, o.is_proposal_std, o.is_adapt_rate, o.is_min_std))
+            }
+        };
+        IsMle { proposal, samples: o.is_samples as i64 }
+    }
+}
+
 impl Objective for IsMle {
     fn name(&self) -> &'static str {
         "is-mle"
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: &mut Negatives) -> Terms {
+    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
         let b = x.size()[0];
         let (y, log_q) = match &self.proposal {
             Proposal::Fixed(q) => {

@@ -1,16 +1,21 @@
-//! Training objectives: given the network, a data batch and a source of model samples, the loss
-//! and its separately logged terms. Chosen by name in the config and built in [`build`].
+//! Training objectives: given the network, a data batch and (for the objectives that draw them)
+//! the model's chains, the loss and its separately logged terms.
+//!
+//! Each objective is one file that implements [`Objective`] and exports a [`Registration`]; the
+//! [`REGISTRY`] below lists them, and `objective.name` in the config selects one by name. An
+//! objective states which chains it needs ([`Objective::chain_use`]); the trainer builds them from
+//! the `[sgld]` and `[buffer]` settings and passes them to [`Objective::loss`], and passes nothing
+//! to the objectives that draw no model samples.
 pub mod hybrid;
 pub mod is_mle;
 pub mod nce;
-pub mod negatives;
 pub mod score_matching;
 
-pub use negatives::Negatives;
-
-use crate::config::{IsProposal, ObjectiveKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::models::EnergyNet;
-use tch::Tensor;
+use crate::sampling::{ChainUse, Negatives};
+use anyhow::bail;
+use tch::{nn, Tensor};
 
 /// The loss of one step, its terms for the log (0-d tensors, read only at log steps), and the
 /// model samples it used (for sample grids).
@@ -23,63 +28,71 @@ pub struct Terms {
 /// A way to train an energy-based model.
 pub trait Objective {
     fn name(&self) -> &'static str;
-    /// The loss on a batch `x` (labels `y` when the set is labelled).
-    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: &mut Negatives) -> Terms;
+    /// The model samples this objective draws, if any: fixed for the objective's life.
+    fn chain_use(&self) -> ChainUse {
+        ChainUse::None
+    }
+    /// The loss on a batch `x` (labels `y` when the set is labelled); `negatives` are the chains
+    /// of [`Objective::chain_use`] (`None` when it declares none).
+    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: Option<&mut Negatives>) -> Terms;
     /// Called once the step of the last `loss` is taken (not when the step is discarded):
     /// objectives with state that follows the model (the adaptive IS proposal) update it here.
     fn commit(&self) {}
 }
 
-/// The objective named in the config; objectives with parameters of their own (NCE's log Z) or
-/// state (the adaptive IS proposal, untrainable) register them under `objective.*` in `p`.
-pub fn build(cfg: &TrainConfig, p: &tch::nn::Path) -> Box<dyn Objective> {
-    use score_matching::{ScoreMatching, Variant};
-    let o = &cfg.objective;
-    match o.name {
-        ObjectiveKind::ScoreMatching => Box::new(ScoreMatching { variant: Variant::Exact, sigma: o.dsm_sigma }),
-        ObjectiveKind::Ssm => {
-            Box::new(ScoreMatching { variant: Variant::Sliced { projections: o.ssm_projections }, sigma: o.dsm_sigma })
+/// One objective as the registry knows it.
+pub struct Registration {
+    /// The value of `objective.name` that selects it.
+    pub name: &'static str,
+    /// What it is, in one line (for error messages and the README).
+    pub summary: &'static str,
+    /// The config checks this objective needs beyond each section's own, naming the key.
+    pub check: fn(&TrainConfig) -> crate::Result<()>,
+    /// Builds it; parameters or state of its own go under `p` (saved with the weights).
+    pub build: fn(&TrainConfig, &nn::Path) -> Box<dyn Objective>,
+}
+
+/// Every objective `objective.name` can select. Adding one: a new file in this folder that
+/// implements [`Objective`] and exports a [`Registration`], its `pub mod` line above, and one
+/// entry here.
+pub const REGISTRY: &[Registration] = &[
+    hybrid::JEM,
+    hybrid::IGEBM,
+    hybrid::PCD,
+    hybrid::CD,
+    score_matching::SM,
+    score_matching::DSM,
+    score_matching::SSM,
+    nce::REGISTRATION,
+    is_mle::REGISTRATION,
+];
+
+/// The registered objective called `name`, or an error naming the key and the choices.
+pub fn find(name: &str) -> crate::Result<&'static Registration> {
+    match REGISTRY.iter().find(|r| r.name == name) {
+        Some(r) => Ok(r),
+        None => {
+            let names: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
+            bail!("key `objective.name` = \"{name}\": unknown objective; choose one of {}", names.join(", "))
         }
-        ObjectiveKind::Dsm => Box::new(ScoreMatching { variant: Variant::Denoising, sigma: o.dsm_sigma }),
-        ObjectiveKind::Nce => Box::new(nce::Nce::new(&(p / "objective"), o.nce_noise_std)),
-        ObjectiveKind::IsMle => {
-            let proposal = match o.is_proposal {
-                IsProposal::Fixed => is_mle::Proposal::Fixed(crate::sampling::independent::GaussianProposal {
-                    mean: 0.0,
-                    std: o.is_proposal_std,
-                }),
-                IsProposal::Adaptive => {
-                    let shape: Vec<i64> = cfg.model.input_shape.iter().map(|&d| d as i64).collect();
-                    is_mle::Proposal::Adaptive(is_mle::Adaptive::new(
-                        &(p / "objective"),
-                        &shape,
-                        o.is_proposal_std,
-                        o.is_adapt_rate,
-                        o.is_min_std,
-                    ))
-                }
-            };
-            Box::new(is_mle::IsMle { proposal, samples: o.is_samples as i64 })
-        }
-        ObjectiveKind::Jem => Box::new(hybrid::Hybrid {
-            name: "jem",
-            ce_weight: o.ce_weight,
-            px_weight: o.px_weight,
-            pxy_weight: o.pxy_weight,
-            alpha: o.alpha,
-            chains_from_data: false,
-        }),
-        ObjectiveKind::Igebm | ObjectiveKind::Pcd | ObjectiveKind::Cd => Box::new(hybrid::Hybrid {
-            name: match o.name {
-                ObjectiveKind::Igebm => "igebm",
-                ObjectiveKind::Pcd => "pcd",
-                _ => "cd",
-            },
-            ce_weight: 0.0,
-            px_weight: o.px_weight,
-            pxy_weight: 0.0,
-            alpha: o.alpha,
-            chains_from_data: o.name == ObjectiveKind::Cd,
-        }),
     }
+}
+
+/// Checks that `cfg` names a registered objective and meets that objective's own requirements.
+pub fn check(cfg: &TrainConfig) -> crate::Result<()> {
+    (find(cfg.objective.name.as_str())?.check)(cfg)
+}
+
+/// The objective named in the config, checked against it; objectives with parameters of their
+/// own (NCE's log Z) or state (the adaptive IS proposal, untrainable) register them under
+/// `objective.*` in `p`.
+pub fn build(cfg: &TrainConfig, p: &nn::Path) -> crate::Result<Box<dyn Objective>> {
+    let r = find(cfg.objective.name.as_str())?;
+    (r.check)(cfg)?;
+    Ok((r.build)(cfg, p))
+}
+
+/// A check for objectives that need nothing beyond the sections' own checks.
+pub fn no_check(_: &TrainConfig) -> crate::Result<()> {
+    Ok(())
 }

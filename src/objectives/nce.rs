@@ -2,10 +2,19 @@
 //! against as many samples of a noise density q = N(0, s^2 I) that is known exactly, with the
 //! model log p(u) = -E(u) - c and c (log Z) a learnt scalar `objective.log_z`:
 //!   G(u) = log p(u) - log q(u),  J = E_data[softplus(-G(x))] + E_q[softplus(G(y))].
-use super::{Negatives, Objective, Terms};
+use super::{no_check, Objective, Registration, Terms};
 use crate::models::EnergyNet;
 use crate::sampling::independent::GaussianProposal;
+use crate::sampling::Negatives;
 use tch::{nn, Kind, Tensor};
+
+/// NCE against N(0, `objective.nce_noise_std`^2 I), log Z learnt as `objective.log_z`.
+pub const REGISTRATION: Registration = Registration {
+    name: "nce",
+    summary: "noise-contrastive estimation (Gutmann & Hyvarinen 2010) with a learnt log Z",
+    check: no_check,
+    build: |cfg, p| Box::new(Nce::new(&(p / "objective"), cfg.objective.nce_noise_std)),
+};
 
 pub struct Nce {
     pub noise_std: f64,
@@ -30,7 +39,7 @@ impl Objective for Nce {
         "nce"
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: &mut Negatives) -> Terms {
+    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
         let b = x.size()[0];
         let noise = x.randn_like() * self.noise_std;
         let e = net.energy(&Tensor::cat(&[x.shallow_clone(), noise.shallow_clone()], 0), true);

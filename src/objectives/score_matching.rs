@@ -3,8 +3,11 @@
 //! - sliced (Song et al. 2019): J = E_v E_x[v^T (ds/dx) v + 1/2 (v^T s(x))^2], v ~ N(0, I),
 //!   one Hessian-vector product per projection;
 //! - denoising (Vincent 2011): x~ = x + sigma eps, J = E[1/2 |s(x~) + eps / sigma|^2].
-use super::{Negatives, Objective, Terms};
+use super::{no_check, Objective, Registration, Terms};
+use crate::config::TrainConfig;
 use crate::models::EnergyNet;
+use crate::sampling::Negatives;
+use anyhow::bail;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,41 @@ pub struct ScoreMatching {
     pub variant: Variant,
     pub sigma: f64,
 }
+
+/// Exact score matching: one backward pass per input dimension, so for low dimension only.
+pub const SM: Registration = Registration {
+    name: "sm",
+    summary: "exact score matching (Hyvarinen 2005): 1/2 |s|^2 + tr(ds/dx), for low dimension",
+    check: |cfg| {
+        if cfg.model.input_shape.iter().product::<usize>() > 64 {
+            bail!(
+                "key `objective.name` = \"sm\": exact score matching costs one backward pass per input dimension; use \"ssm\" or \"dsm\" for inputs of {:?}",
+                cfg.model.input_shape
+            );
+        }
+        Ok(())
+    },
+    build: |cfg: &TrainConfig, _| Box::new(ScoreMatching { variant: Variant::Exact, sigma: cfg.objective.dsm_sigma }),
+};
+
+/// Denoising score matching at noise level `objective.dsm_sigma`.
+pub const DSM: Registration = Registration {
+    name: "dsm",
+    summary: "denoising score matching (Vincent 2011) at noise level dsm_sigma",
+    check: no_check,
+    build: |cfg, _| Box::new(ScoreMatching { variant: Variant::Denoising, sigma: cfg.objective.dsm_sigma }),
+};
+
+/// Sliced score matching with `objective.ssm_projections` projections per example.
+pub const SSM: Registration = Registration {
+    name: "ssm",
+    summary: "sliced score matching (Song et al. 2019) with ssm_projections random projections",
+    check: no_check,
+    build: |cfg, _| {
+        let o = &cfg.objective;
+        Box::new(ScoreMatching { variant: Variant::Sliced { projections: o.ssm_projections }, sigma: o.dsm_sigma })
+    },
+};
 
 /// s(x) = -grad_x E(x) with the graph kept (differentiable in the parameters and in x), and the
 /// energies; `x` must require gradients.
@@ -41,7 +79,7 @@ impl Objective for ScoreMatching {
         }
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: &mut Negatives) -> Terms {
+    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
         let (loss, e) = match self.variant {
             Variant::Exact => {
                 let xr = x.detach().set_requires_grad(true);
@@ -95,18 +133,10 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = EnergyNet::new(&vs.root(), &cfg);
         let x = Tensor::randn([64, 2], (Kind::Float, Device::Cpu));
-        let mut neg = crate::objectives::Negatives::new(
-            crate::sampling::from_config(&Default::default(), (-1.0, 1.0)),
-            0,
-            None,
-            vec![2],
-            1.0,
-            Device::Cpu,
-        );
         let exact =
-            ScoreMatching { variant: Variant::Exact, sigma: 0.1 }.loss(&net, &x, None, &mut neg).loss.double_value(&[]);
+            ScoreMatching { variant: Variant::Exact, sigma: 0.1 }.loss(&net, &x, None, None).loss.double_value(&[]);
         let sliced = ScoreMatching { variant: Variant::Sliced { projections: 500 }, sigma: 0.1 }
-            .loss(&net, &x, None, &mut neg)
+            .loss(&net, &x, None, None)
             .loss
             .double_value(&[]);
         assert!((exact - sliced).abs() < 0.05 * exact.abs().max(0.1), "exact {exact} vs sliced {sliced}");

@@ -11,7 +11,6 @@ use tch::Tensor;
 #[derive(Debug, Clone)]
 pub struct Langevin {
     pub variant: SgldVariant,
-    pub steps: usize,
     pub step_size: f64,
     pub noise: f64,
     pub grad_clip: f64,
@@ -23,14 +22,7 @@ impl Langevin {
     pub fn from_config(c: &SamplerConfig, data_range: (f64, f64)) -> Self {
         // IGEBM always clamps to the data range; the others only when asked.
         let clamp = (c.clamp || c.variant == SgldVariant::Igebm).then_some(data_range);
-        Langevin {
-            variant: c.variant,
-            steps: c.steps,
-            step_size: c.step_size,
-            noise: c.noise,
-            grad_clip: c.grad_clip,
-            clamp,
-        }
+        Langevin { variant: c.variant, step_size: c.step_size, noise: c.noise, grad_clip: c.grad_clip, clamp }
     }
 
     /// One update of x given the energy function.
@@ -90,14 +82,7 @@ mod tests {
     #[test]
     fn textbook_ula_samples_a_standard_gaussian() {
         tch::manual_seed(0);
-        let s = Langevin {
-            variant: SgldVariant::Textbook,
-            steps: 0,
-            step_size: 0.05,
-            noise: 0.0,
-            grad_clip: 1.0,
-            clamp: None,
-        };
+        let s = Langevin { variant: SgldVariant::Textbook, step_size: 0.05, noise: 0.0, grad_clip: 1.0, clamp: None };
         let x0 = Tensor::zeros([4000, 2], (Kind::Float, Device::Cpu)) + 3.0;
         let x = s.run(&gaussian_energy, &x0, 600);
         let mean = x.mean(Kind::Float).double_value(&[]);
@@ -112,14 +97,12 @@ mod tests {
     fn jem_variant_descends_the_energy_and_igebm_clips_and_clamps() {
         tch::manual_seed(0);
         let x0 = Tensor::ones([8, 2], (Kind::Float, Device::Cpu)) * 2.0;
-        let jem =
-            Langevin { variant: SgldVariant::Jem, steps: 0, step_size: 0.1, noise: 0.0, grad_clip: 1.0, clamp: None };
+        let jem = Langevin { variant: SgldVariant::Jem, step_size: 0.1, noise: 0.0, grad_clip: 1.0, clamp: None };
         // Without noise, x <- x - 0.1 x = 0.9 x.
         let x1 = jem.step(&gaussian_energy, &x0);
         assert!(x1.allclose(&(&x0 * 0.9), 1e-6, 1e-6, false));
         let ig = Langevin {
             variant: SgldVariant::Igebm,
-            steps: 0,
             step_size: 10.0,
             noise: 0.0,
             grad_clip: 0.01,
@@ -136,8 +119,7 @@ mod tests {
     fn parameters_get_no_gradient_from_sampling() {
         let w = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let energy = |x: &Tensor| (x * &w).sum_dim_intlist([1].as_slice(), false, Kind::Float);
-        let s =
-            Langevin { variant: SgldVariant::Jem, steps: 0, step_size: 0.1, noise: 0.01, grad_clip: 1.0, clamp: None };
+        let s = Langevin { variant: SgldVariant::Jem, step_size: 0.1, noise: 0.01, grad_clip: 1.0, clamp: None };
         let x = s.run(&energy, &Tensor::zeros([3, 2], (Kind::Float, Device::Cpu)), 5);
         assert!(!x.requires_grad());
         assert!(!w.grad().defined());

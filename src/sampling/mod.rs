@@ -1,19 +1,21 @@
 //! Samplers of the model density p(x) ∝ exp(-E(x)) on the input space (SGLD/ULA, MALA, HMC,
-//! independent Metropolis-Hastings, importance sampling with resampling), and the replay buffer of
-//! persistent chains.
+//! independent Metropolis-Hastings, importance sampling with resampling), the replay buffer of
+//! persistent chains, and the negative-phase bookkeeping an objective's chains need.
 pub mod ais;
 pub mod buffer;
 pub mod hmc;
 pub mod independent;
 pub mod langevin;
 pub mod mala;
+pub mod negatives;
 
 pub use buffer::ReplayBuffer;
 pub use hmc::Hmc;
 pub use langevin::Langevin;
 pub use mala::Mala;
+pub use negatives::{ChainSpace, ChainUse, Negatives};
 
-use crate::config::{SamplerKind, SamplerConfig};
+use crate::config::{SamplerConfig, SamplerKind};
 use tch::Tensor;
 
 /// Samples of a chain sampler and, for the Metropolis-adjusted ones, the mean acceptance rate as

@@ -3,6 +3,7 @@
 //! (config, step, epoch, schedule position, sizes and SHA-256 of the files), written last.
 //! The folder is written under a temporary name and renamed, so a kill at any moment leaves the
 //! previous checkpoint whole, and a folder without a valid manifest is never taken for one.
+use super::optim::Optimizer;
 use crate::config::TrainConfig;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::Tensor;
+
+pub use super::tensor_file::{parse_tensors, read_tensors, tensor_bytes};
 
 pub const FORMAT: &str = "ebm-checkpoint-1";
 pub const MANIFEST: &str = "manifest.json";
@@ -82,15 +85,10 @@ fn fsync_dir(dir: &Path) {
 /// What a checkpoint holds besides the manifest.
 pub struct Contents<'a> {
     pub vs: &'a VarStore,
-    pub optimizer: Option<&'a super::optim::Optimizer>,
+    pub optimizer: Option<&'a Optimizer>,
     pub buffer: Option<&'a Tensor>,
     pub state: &'a TrainState,
     pub config: &'a TrainConfig,
-}
-
-/// Bytes of a tensor's data.
-pub fn tensor_bytes(t: &Tensor) -> u64 {
-    (t.numel() * t.kind().elt_size_in_bytes()) as u64
 }
 
 /// Estimated bytes of one checkpoint of `c`: the weights, optimiser moments and buffer, plus the
@@ -266,26 +264,6 @@ pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
         }
     }
     Ok(m)
-}
-
-/// Parses safetensors bytes into named CPU tensors; `path` is used in error messages. The
-/// checkpoint's weight, optimiser and buffer readers all go through it.
-pub fn parse_tensors(bytes: &[u8], path: &Path) -> crate::Result<Vec<(String, Tensor)>> {
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let t = Tensor::try_from(view).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
-            Ok((name, t))
-        })
-        .collect()
-}
-
-/// Reads a safetensors file (see [`parse_tensors`]).
-pub fn read_tensors(path: &Path) -> crate::Result<Vec<(String, Tensor)>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    parse_tensors(&bytes, path)
 }
 
 /// Resolves a path given to `--resume`/`--ckpt`: a checkpoint folder, a run folder or its

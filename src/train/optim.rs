@@ -28,6 +28,11 @@ impl Optimizer {
         Optimizer { cfg: cfg.clone(), params, state, t: 0 }
     }
 
+    /// The trainable parameters by name, in name order.
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
     pub fn zero_grad(&mut self) {
         for (_, p) in &self.params {
             let mut g = p.grad();
@@ -101,7 +106,7 @@ impl Optimizer {
 
     /// Bytes of the moments as [`Optimizer::save`] writes them (data only, without the header).
     pub fn state_bytes(&self) -> u64 {
-        self.state.values().flatten().map(super::checkpoint::tensor_bytes).sum()
+        self.state.values().flatten().map(super::tensor_file::tensor_bytes).sum()
     }
 
     /// Saves the moments (safetensors, named `<slot>.<param>`).
@@ -119,7 +124,7 @@ impl Optimizer {
 
     /// Restores the moments saved by [`Optimizer::save`]; every parameter must be present with its shape.
     pub fn load(&mut self, path: &Path, t: u64) -> crate::Result<()> {
-        let read = super::checkpoint::read_tensors(path).context("cannot read optimiser state")?;
+        let read = super::tensor_file::read_tensors(path).context("cannot read optimiser state")?;
         let read: BTreeMap<String, Tensor> = read.into_iter().collect();
         let names = self.slot_names();
         for (name, st) in self.state.iter_mut() {

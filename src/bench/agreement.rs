@@ -82,7 +82,7 @@ pub fn step_agreement(
         model: model.label(),
         reference: crate::device::device_name(reference),
         device: crate::device::device_name(device),
-        precision: crate::bench::precision_name(precision).into(),
+        precision: super::precision_name(precision).into(),
         energy,
         input_grad,
         param_grad,

@@ -1,4 +1,4 @@
-//! Peak GPU memory through NVML, loaded at run time with `dlopen` (tch cannot read torch's CUDA
+//! Peak memory: the process's resident set on Linux, and GPU memory through NVML, loaded at run time with `dlopen` (tch cannot read torch's CUDA
 //! allocator statistics, and the binary must still run where there is no NVIDIA driver).
 //!
 //! What NVML reports is the memory in use on the whole device: this process's CUDA context and
@@ -10,6 +10,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Peak resident set size (VmHWM) in MiB, on Linux.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Current resident set size (VmRSS) in MiB, on Linux.
+pub fn rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
 
 /// The NVML library every NVIDIA driver installs.
 pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";

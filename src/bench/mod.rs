@@ -1,18 +1,22 @@
-//! `ebm bench`: the speed of one JEM training iteration (SGLD + update), of SGLD alone and of the
-//! data loader, for a chosen network, batch and chain length, so it can be run side by side with
-//! the reference code at equal settings.
-use crate::config::{ModelConfig, TrainConfig};
+//! `ebm bench`: the speed of the trainer's own training step ([`crate::train::Trainer::step`]:
+//! negatives, objective, backward, guard, update) for any training config, of its sampler alone,
+//! and of the data loader; the device-against-CPU agreement check ([`agreement`]); peak memory
+//! ([`memory`]: RSS on the CPU, NVML on CUDA). Run it beside the reference code at equal settings.
+pub mod agreement;
+pub mod memory;
+
+pub use memory::{peak_rss_mib, rss_mib};
+
+use crate::config::TrainConfig;
 use crate::data::loader::{train_valid_split, BatchPlan, Loader};
 use crate::data::{self, LoadOptions};
-use crate::gpu_memory::{PeakMemory, PeakSampler};
-use crate::models::{count_parameters, EnergyNet, Precision};
-use crate::objectives::{self, Negatives};
-use crate::sampling::{Langevin, ReplayBuffer};
-use crate::train::optim::Optimizer;
+use crate::models::{count_parameters, Precision};
+use crate::train::{Step, Trainer};
+use memory::{PeakMemory, PeakSampler};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainBench {
@@ -23,7 +27,10 @@ pub struct TrainBench {
     pub sgld_steps: usize,
     pub iters: usize,
     pub seconds_per_iter: f64,
-    pub sgld_steps_per_second: f64,
+    /// Sampler transitions per second on one batch of chains (None: the objective draws none).
+    pub sgld_steps_per_second: Option<f64>,
+    /// Timed steps the divergence guard discarded (random data can diverge; the time still counts).
+    pub diverged: usize,
     pub images_per_second: f64,
     /// Whether the fast mode ran (bf16 conv/linear; channels-last on CUDA).
     pub fast: bool,
@@ -56,41 +63,16 @@ pub struct LoaderBench {
     pub threads: usize,
 }
 
-/// Peak resident set size (VmHWM) in MiB, on Linux.
-pub fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Current resident set size (VmRSS) in MiB, on Linux.
-pub fn rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
 }
 
-/// Times `iters` JEM iterations (after `warmup` untimed ones) of `model` on random data, in float32
-/// or in the fast mode. On CUDA, cuDNN autotuning is on (as in a non-deterministic training run)
-/// and the device's peak used memory is sampled through NVML.
-pub fn train_iterations(
-    model: &ModelConfig,
-    batch: i64,
-    sgld_steps: usize,
-    iters: usize,
-    warmup: usize,
-    device: Device,
-    fast: bool,
-) -> crate::Result<TrainBench> {
-    let precision = Precision::for_fast(fast, device);
+/// Times `iters` steps of the trainer `cfg` builds (after `warmup` untimed ones) on random data
+/// in [-1, 1] with random labels, with `train.fast` as configured. On CUDA, cuDNN autotuning is on
+/// (as in a non-deterministic training run) and the device's peak used memory is sampled through NVML.
+pub fn train_iterations(cfg: &TrainConfig, iters: usize, warmup: usize, device: Device) -> crate::Result<TrainBench> {
     let (gpu_sampler, gpu_memory_unavailable) = match device {
         Device::Cuda(i) => {
             tch::Cuda::cudnn_set_benchmark(true);
@@ -101,69 +83,60 @@ pub fn train_iterations(
         }
         _ => (None, Some("not a CUDA device".to_string())),
     };
-    let mut cfg: TrainConfig = TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &[])?;
-    cfg.model = model.clone();
-    cfg.sampler.steps = sgld_steps;
-    cfg.data.batch_size = batch as usize;
-    cfg.validate()?;
+    crate::objectives::check(cfg)?;
     tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let net = EnergyNet::new(&vs.root(), model).with_precision(precision);
-    let objective = objectives::build(&cfg, &vs.root());
-    let mut opt = Optimizer::new(&vs, &cfg.optim);
-    let shape = net.input_shape();
-    let buffer = ReplayBuffer::new(cfg.buffer.size as i64, &shape, 0.05, None, 1.0, device);
-    let sampler = Langevin::from_config(&cfg.sampler, (-1.0, 1.0));
-    let mut negatives =
-        Negatives::new(Box::new(sampler.clone()), cfg.sampler.steps, Some(buffer), shape.clone(), 1.0, device);
+    let mut trainer = Trainer::new(cfg, device, 1.0)?;
+    let batch = cfg.data.batch_size as i64;
     let mut dims = vec![batch];
-    dims.extend(&shape);
+    dims.extend(trainer.net.input_shape());
     let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
+    let model = &cfg.model;
     let y = model.is_conditional().then(|| Tensor::randint(model.num_classes as i64, [batch], (Kind::Int64, device)));
-    let mut step = || {
-        let terms = objective.loss(&net, &x, y.as_ref(), &mut negatives);
-        opt.zero_grad();
-        terms.loss.backward();
-        opt.step(1e-4);
-        negatives.commit();
-    };
+    // The step users run; a step the guard discards still costs its time.
+    let step = |trainer: &mut Trainer| matches!(trainer.step(&x, y.as_ref(), cfg.optim.lr), Step::Diverged(_));
     for _ in 0..warmup {
-        step();
+        step(&mut trainer);
     }
     sync(device);
     let t0 = Instant::now();
-    for _ in 0..iters {
-        step();
-    }
+    let diverged = (0..iters).filter(|_| step(&mut trainer)).count();
     sync(device);
     let per_iter = t0.elapsed().as_secs_f64() / iters as f64;
-    // SGLD alone: the same chains, no parameter update.
-    let x0 = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
-    let k = sgld_steps.max(1);
-    let _ = sampler.run(&|x: &Tensor| net.energy(x, false), &x0, 1);
-    sync(device);
-    let t1 = Instant::now();
-    let s = sampler.run(&|x: &Tensor| net.energy(x, false), &x0, k);
-    let _ = s.sum(Kind::Float).double_value(&[]);
-    let sgld_rate = k as f64 / t1.elapsed().as_secs_f64();
+    let sgld_rate = sampler_rate(&trainer, &dims, cfg.sampler.steps.max(1), device);
     let gpu_memory = gpu_sampler.map(PeakSampler::finish);
+    let precision = trainer.net.precision;
     Ok(TrainBench {
         model: model.label(),
-        parameters: count_parameters(&vs),
+        parameters: count_parameters(&trainer.vs),
         device: crate::device::device_name(device),
         batch,
-        sgld_steps,
+        sgld_steps: cfg.sampler.steps,
         iters,
         seconds_per_iter: per_iter,
         sgld_steps_per_second: sgld_rate,
+        diverged,
         images_per_second: batch as f64 / per_iter,
-        fast,
+        fast: precision.is_fast(),
         precision: precision_name(precision).into(),
         peak_rss_mib: if device == Device::Cpu { peak_rss_mib() } else { None },
         gpu_memory,
         gpu_memory_unavailable,
         threads: tch::get_num_threads(),
     })
+}
+
+/// Transitions per second of the trainer's own sampler, `k` steps on fresh chains of shape `dims`
+/// (the network in evaluation mode, as in training), without a parameter update.
+fn sampler_rate(trainer: &Trainer, dims: &[i64], k: usize, device: Device) -> Option<f64> {
+    let negatives = trainer.negatives.as_ref()?;
+    let x0 = Tensor::rand(dims, (Kind::Float, device)) * 2.0 - 1.0;
+    let energy = |x: &Tensor| trainer.net.energy(x, false);
+    let _ = negatives.sampler.sample(&energy, &x0, 1);
+    sync(device);
+    let t1 = Instant::now();
+    let s = negatives.sampler.sample(&energy, &x0, k);
+    let _ = s.x.sum(Kind::Float).double_value(&[]);
+    Some(k as f64 / t1.elapsed().as_secs_f64())
 }
 
 /// Augmented training batches per second from the loader thread (JEM's augmentation + noise).

@@ -1,0 +1,339 @@
+//! A training run, top to bottom: [`Run::start`] loads the data and builds the [`Trainer`] (or
+//! restores it from a checkpoint), then [`Run::until_done`] loops over the batches, calling
+//! `step`, and around it `log`, `rollback`, `end_of_epoch` and `checkpoint`.
+//!
+//! Exactness: libtorch's generator is reseeded from (run seed, step) before every step and the
+//! loader's batches are a pure function of (seed, epoch, index), so the random stream depends on
+//! the step alone; a checkpoint stores weights, optimiser moments, the buffer and the position.
+use super::checkpoint::{self, TrainState};
+use super::metrics::MetricsLog;
+use super::optim::learning_rate;
+use super::output::{check_out_dir, prune, save_sample_grids};
+use super::progress::Progress;
+use super::run_data::RunData;
+use super::trainer::{Step, Trainer};
+use super::{guard, RunOptions, Summary};
+use crate::config::TrainConfig;
+use crate::data::loader::{mix_seed, Batch, Loader};
+use crate::data::Dataset;
+use crate::eval::classify;
+use crate::models::Precision;
+use crate::objectives::Terms;
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+pub struct Run<'a> {
+    cfg: &'a TrainConfig,
+    opts: &'a RunOptions,
+    device: Device,
+    trainer: Trainer,
+    /// Where training stands (what a checkpoint stores besides the tensors).
+    pos: TrainState,
+    data: RunData,
+    loader: Loader,
+    per_epoch: u64,
+    total: u64,
+    ckpt_root: PathBuf,
+    metrics: MetricsLog,
+    progress: Progress,
+    started: Instant,
+    start_step: u64,
+    /// Steps and start of the current throughput window (reset at each log step).
+    window: (u64, Instant),
+    images_per_second: f64,
+    last_logs: Vec<(String, f64)>,
+    last_ckpt: PathBuf,
+    valid_acc: Option<f64>,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the config, loads the data, builds or restores the trainer; writes nothing before
+    /// all of that has succeeded.
+    pub fn start(cfg: &'a TrainConfig, opts: &'a RunOptions) -> crate::Result<Self> {
+        crate::objectives::check(cfg)?;
+        let device = crate::device::parse_device(&cfg.train.device)?;
+        if cfg.train.threads > 0 {
+            tch::set_num_threads(cfg.train.threads as i32);
+        }
+        if device.is_cuda() {
+            // cuDNN autotuning picks algorithms by timing, which changes results between runs.
+            tch::Cuda::cudnn_set_benchmark(!cfg.train.deterministic);
+        }
+        let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
+        let data = RunData::load(cfg)?;
+        check_out_dir(&opts.out, resume_dir.is_some())?;
+
+        tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
+        let mut trainer = Trainer::new(cfg, device, data.range)?;
+        let pos = match &resume_dir {
+            Some(dir) => trainer.restore(dir)?,
+            None => TrainState::default(),
+        };
+        let ckpt_root = opts.out.join("checkpoints");
+        // A full disk is known now, not at the first checkpoint after hours of training.
+        checkpoint::check_space(&ckpt_root, checkpoint::estimate_bytes(&trainer.contents(&pos)))?;
+        std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
+            .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
+        let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| pos.step))?;
+        checkpoint::recover_interrupted_writes(&ckpt_root);
+
+        let per_epoch = data.plan.batches_per_epoch();
+        let mut total = cfg.train.epochs * per_epoch;
+        if cfg.train.max_steps > 0 {
+            total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
+        }
+        let loader = Loader::start(
+            data.full.clone(),
+            data.plan.clone(),
+            pos.epoch,
+            pos.index,
+            cfg.data.prefetch,
+            device.is_cuda(),
+        );
+        if resume_dir.is_none() && cfg.guard.enabled {
+            // Something to roll back to before the first periodic checkpoint.
+            trainer.save(&ckpt_root, &format!("step-{:08}", pos.step), &pos)?;
+        }
+        let progress = Progress::new(total, pos.step, opts.quiet);
+        let run = Run {
+            cfg,
+            opts,
+            device,
+            trainer,
+            start_step: pos.step,
+            pos,
+            data,
+            loader,
+            per_epoch,
+            total,
+            ckpt_root,
+            metrics,
+            progress,
+            started: Instant::now(),
+            window: (0, Instant::now()),
+            images_per_second: 0.0,
+            last_logs: Vec::new(),
+            last_ckpt: resume_dir.unwrap_or_default(),
+            valid_acc: None,
+        };
+        run.progress.say(run.describe());
+        Ok(run)
+    }
+
+    /// The loop: one [`Trainer::step`] per batch until the last step, a stop signal, or a
+    /// divergence the guard gives up on.
+    pub fn until_done(mut self) -> crate::Result<Summary> {
+        let mut interrupted = false;
+        while self.pos.step < self.total {
+            if self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                self.checkpoint()?;
+                interrupted = true;
+                break;
+            }
+            let batch = self.next_batch();
+            let lr = learning_rate(&self.cfg.optim, self.pos.step, self.pos.epoch) * self.pos.lr_scale;
+            let x = crate::device::to_device_async(&batch.x, self.device);
+            let y = batch.y.map(|y| crate::device::to_device_async(&y, self.device));
+            match self.trainer.step(&x, y.as_ref(), lr) {
+                Step::Diverged(reason) => self.rollback(reason)?,
+                Step::Taken { terms, grad_norm } => {
+                    let epoch_end = self.advance();
+                    self.log(&terms, lr, grad_norm)?;
+                    self.sample_grids(&terms)?;
+                    if epoch_end {
+                        self.end_of_epoch()?;
+                    }
+                    let periodic =
+                        self.cfg.train.ckpt_every > 0 && self.pos.step.is_multiple_of(self.cfg.train.ckpt_every);
+                    if periodic || epoch_end || self.pos.step == self.total {
+                        self.checkpoint()?;
+                        prune(&self.ckpt_root, self.cfg.train.keep_checkpoints.max(1));
+                    }
+                }
+            }
+        }
+        self.finish(interrupted)
+    }
+
+    /// The next batch, with libtorch's generator reseeded for this step.
+    fn next_batch(&mut self) -> Batch {
+        tch::manual_seed(mix_seed(&[self.cfg.train.seed, 1, self.pos.step]) as i64 & i64::MAX);
+        let batch = self.loader.next_batch();
+        debug_assert_eq!((batch.epoch, batch.index), (self.pos.epoch, self.pos.index));
+        batch
+    }
+
+    /// Moves the position past a taken step; true at the end of an epoch.
+    fn advance(&mut self) -> bool {
+        let p = &mut self.pos;
+        p.step += 1;
+        p.optimizer_steps = self.trainer.opt.t;
+        p.index += 1;
+        let epoch_end = p.index == self.per_epoch;
+        if epoch_end {
+            p.epoch += 1;
+            p.index = 0;
+        }
+        self.window.0 += 1;
+        self.progress.set_position(p.step);
+        epoch_end
+    }
+
+    /// At log steps: one line of metrics.jsonl with every term (one host read) and the bar's text.
+    fn log(&mut self, terms: &Terms, lr: f64, grad_norm: f64) -> crate::Result<()> {
+        let step = self.pos.step;
+        if !step.is_multiple_of(self.cfg.train.log_every) && step != self.total {
+            return Ok(());
+        }
+        let stacked = Tensor::stack(&terms.logs.iter().map(|(_, t)| t.to_kind(Kind::Float)).collect::<Vec<_>>(), 0);
+        let values: Vec<f64> = Vec::try_from(&stacked.to_kind(Kind::Double)).expect("log values");
+        let (steps, since) = self.window;
+        self.images_per_second = (steps * self.cfg.data.batch_size as u64) as f64 / since.elapsed().as_secs_f64();
+        self.window = (0, Instant::now());
+        self.last_logs = terms.logs.iter().map(|(n, _)| n.to_string()).zip(values).collect();
+        let mut rec = json!({"step": step, "epoch": self.pos.epoch, "lr": lr, "grad_norm": grad_norm,
+                             "img_per_s": self.images_per_second, "time": self.started.elapsed().as_secs_f64()});
+        for (n, v) in &self.last_logs {
+            rec[n.as_str()] = json!(v);
+        }
+        self.metrics.write(&rec)?;
+        self.progress.show(&self.last_logs, self.images_per_second);
+        Ok(())
+    }
+
+    /// Every `sample_every` steps: the step's samples (and per-class buffer rows) as PNG grids.
+    fn sample_grids(&self, terms: &Terms) -> crate::Result<()> {
+        let every = self.cfg.train.sample_every;
+        if every == 0 || !self.pos.step.is_multiple_of(every) {
+            return Ok(());
+        }
+        let dir = self.opts.out.join("samples");
+        save_sample_grids(terms.samples.as_ref(), self.trainer.buffer(), &dir, self.pos.step)
+    }
+
+    /// Validation accuracy (a line in metrics.jsonl), and the `best` checkpoint when it improves.
+    fn end_of_epoch(&mut self) -> crate::Result<()> {
+        self.valid_acc = accuracy(&self.trainer, &self.data.valid, self.cfg, self.device)?;
+        let (Some(acc), step, epoch) = (self.valid_acc, self.pos.step, self.pos.epoch) else { return Ok(()) };
+        self.metrics.write(&json!({"step": step, "epoch": epoch, "event": "validation", "valid_acc": acc}))?;
+        self.progress.say(format!("epoch {epoch} step {step}: validation accuracy {acc:.4}"));
+        if self.pos.best_valid_acc.is_none_or(|b| acc > b) {
+            self.pos.best_valid_acc = Some(acc);
+            self.trainer.save(&self.ckpt_root, "best", &self.pos)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint of the current position, `step-NNNNNNNN`.
+    fn checkpoint(&mut self) -> crate::Result<()> {
+        self.last_ckpt = self.trainer.save(&self.ckpt_root, &format!("step-{:08}", self.pos.step), &self.pos)?;
+        Ok(())
+    }
+
+    /// The divergence guard's answer to a diverged step: back to the newest checkpoint with a
+    /// lower learning rate (and longer chains, a fresh buffer, as configured), or give up with the
+    /// last good state saved.
+    fn rollback(&mut self, reason: String) -> crate::Result<()> {
+        let g = &self.cfg.guard;
+        let (step, epoch, rollbacks) = (self.pos.step, self.pos.epoch, self.pos.rollbacks);
+        if guard::gives_up(g, rollbacks) {
+            let path = self.trainer.save(&self.ckpt_root, &format!("step-{step:08}"), &self.pos)?;
+            let tried = if g.enabled { format!(" after {rollbacks} rollbacks") } else { String::new() };
+            bail!(
+                "diverged at step {step} (epoch {epoch}): {reason}{tried}; the last good state (before this step) is saved in {} — resume from it with a lower optim.lr or more sgld.steps",
+                path.display()
+            );
+        }
+        let steps = self.trainer.negatives.as_ref().map_or(self.cfg.sampler.steps, |n| n.steps);
+        let (lr_scale, sgld_steps) = guard::after_rollback(g, self.pos.lr_scale, steps);
+        let target = checkpoint::resolve(&self.ckpt_root)?;
+        self.pos = TrainState { rollbacks: rollbacks + 1, lr_scale, sgld_steps, ..self.trainer.restore(&target)? };
+        self.trainer.set_chain_steps(sgld_steps);
+        if g.reset_buffer {
+            if let Some(n) = &mut self.trainer.negatives {
+                n.reset_buffer();
+            }
+        }
+        let p = &self.pos;
+        self.metrics.write(&json!({"step": step, "epoch": p.epoch, "event": "rollback", "reason": reason,
+                                   "to_step": p.step, "rollbacks": p.rollbacks, "lr_scale": p.lr_scale,
+                                   "sgld_steps": p.sgld_steps, "buffer_reset": g.reset_buffer}))?;
+        self.progress.say(format!(
+            "step {step}: {reason}; rolled back to step {} (rollback {} of {}), learning rate x{}, {} SGLD steps",
+            p.step, p.rollbacks, g.max_rollbacks, p.lr_scale, p.sgld_steps
+        ));
+        let (plan, prefetch) = (self.data.plan.clone(), self.cfg.data.prefetch);
+        self.loader = Loader::start(self.data.full.clone(), plan, p.epoch, p.index, prefetch, self.device.is_cuda());
+        self.progress.set_position(p.step);
+        Ok(())
+    }
+
+    /// The run's first line: model, size, device, precision, objective and epoch shape.
+    fn describe(&self) -> String {
+        let precision = match self.trainer.net.precision {
+            Precision::Float32 => "",
+            Precision::Bf16 { channels_last: true } => " in fast mode (bf16, channels-last)",
+            Precision::Bf16 { channels_last: false } => " in fast mode (bf16)",
+        };
+        format!(
+            "training {} ({} parameters) on {}{precision} with {}, {} steps of {} per epoch",
+            self.cfg.model_label(),
+            crate::models::count_parameters(&self.trainer.vs),
+            crate::device::device_name(self.device),
+            self.trainer.objective.name(),
+            self.per_epoch,
+            self.cfg.data.batch_size
+        )
+    }
+
+    /// Test accuracy (when a test set is given) and the summary of the run.
+    fn finish(self, interrupted: bool) -> crate::Result<Summary> {
+        self.progress.finish();
+        drop(self.loader);
+        let test_acc = match &self.data.test {
+            Some(t) => accuracy(&self.trainer, t, self.cfg, self.device)?,
+            None => None,
+        };
+        let p = &self.pos;
+        if let Some(acc) = test_acc {
+            self.metrics.write(&json!({"step": p.step, "epoch": p.epoch, "event": "test", "test_acc": acc}))?;
+        }
+        let get = |k: &str| self.last_logs.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        let secs = self.started.elapsed().as_secs_f64();
+        let images_per_second = if p.step > self.start_step {
+            ((p.step - self.start_step) * self.cfg.data.batch_size as u64) as f64 / secs
+        } else {
+            self.images_per_second
+        };
+        Ok(Summary {
+            steps: p.step,
+            epochs_completed: p.epoch,
+            seconds: secs,
+            train_acc: get("acc"),
+            valid_acc: self.valid_acc,
+            test_acc,
+            e_data: get("e_data"),
+            e_samples: get("e_samples"),
+            images_per_second,
+            last_checkpoint: self.last_ckpt.clone(),
+            out: self.opts.out.clone(),
+            interrupted,
+        })
+    }
+}
+
+/// Accuracy on a held-out set (with the run's data noise, as JEM), for classifier models.
+fn accuracy(trainer: &Trainer, ds: &Dataset, cfg: &TrainConfig, device: Device) -> crate::Result<Option<f64>> {
+    if !cfg.model.is_conditional() || ds.is_empty() {
+        return Ok(None);
+    }
+    let out = classify::run_model(&trainer.net, ds, 256, device, cfg.data.noise_sigma)?;
+    Ok(match (&out.logits, &out.labels) {
+        (Some(l), Some(y)) => Some(classify::accuracy_nll(l, y).0),
+        _ => None,
+    })
+}

@@ -1,0 +1,71 @@
+//! The data of a training run: the training set (checked against the model), its held-out
+//! validation part, the optional test set, and the batch plan of the loader.
+use crate::config::TrainConfig;
+use crate::data::loader::{train_valid_split, BatchPlan};
+use crate::data::{self, Dataset, LoadOptions};
+use anyhow::bail;
+use std::sync::Arc;
+
+pub struct RunData {
+    /// The whole training set (the loader draws the training indices of `plan` from it).
+    pub full: Arc<Dataset>,
+    pub valid: Dataset,
+    pub test: Option<Dataset>,
+    pub plan: BatchPlan,
+    /// Range of fresh chains and of IGEBM's clamp: [-1, 1] for images, the data's extent for points.
+    pub range: f64,
+}
+
+impl RunData {
+    /// Loads `data.spec` (and `data.test_spec`), checks both fit the model and that one batch fits.
+    pub fn load(cfg: &TrainConfig) -> crate::Result<Self> {
+        let full = Arc::new(load_checked(&cfg.data.spec, cfg)?);
+        let (train_idx, valid_idx) = train_valid_split(full.len(), cfg.data.valid_fraction);
+        if train_idx.len() < cfg.data.batch_size {
+            bail!(
+                "{}: {} training examples, fewer than one batch of {}",
+                cfg.data.spec,
+                train_idx.len(),
+                cfg.data.batch_size
+            );
+        }
+        let valid = full.subset(&valid_idx);
+        let test = cfg.data.test_spec.as_deref().map(|s| load_checked(s, cfg)).transpose()?;
+        let plan = BatchPlan {
+            seed: cfg.train.seed,
+            batch_size: cfg.data.batch_size,
+            indices: Arc::new(train_idx),
+            augment: cfg.data.augment && full.is_image(),
+            noise_sigma: if full.is_image() { cfg.data.noise_sigma as f32 } else { 0.0 },
+        };
+        let range = data_range(&full);
+        Ok(RunData { full, valid, test, plan, range })
+    }
+}
+
+/// Loads a data set and checks it fits the model.
+fn load_checked(spec: &str, cfg: &TrainConfig) -> crate::Result<Dataset> {
+    let ds = data::load(spec, &LoadOptions::default())?;
+    if ds.shape != cfg.model.input_shape {
+        bail!("{spec}: examples of shape {:?}, but model.input_shape is {:?}", ds.shape, cfg.model.input_shape);
+    }
+    if cfg.model.is_conditional() {
+        if ds.labels.is_none() {
+            bail!("{spec}: unlabelled, but the model has a classifier head (use model.head = \"energy\")");
+        }
+        if ds.num_classes() > cfg.model.num_classes {
+            bail!("{spec}: {} classes, but model.num_classes is {}", ds.num_classes(), cfg.model.num_classes);
+        }
+    }
+    Ok(ds)
+}
+
+/// [-1, 1] for images; for points the data's extent with a 10% margin, at least 1.
+fn data_range(ds: &Dataset) -> f64 {
+    if ds.is_image() {
+        1.0
+    } else {
+        let (lo, hi) = ds.value_range();
+        (lo.abs().max(hi.abs()) as f64 * 1.1).max(1.0)
+    }
+}
