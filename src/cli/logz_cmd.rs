@@ -45,19 +45,14 @@ pub struct LogzArgs {
     pub seed: u64,
 }
 
-pub fn run(a: LogzArgs) -> anyhow::Result<()> {
-    let (m, device) = open(&a.common)?;
-    if a.common.threads == 0 && m.config.model.input_shape.len() == 1 {
-        // Points, not images: tensors this small run fastest on one thread (32 s against 401 s for
-        // the README's 8gaussians run on the 2-core machine under load).
-        tch::set_num_threads(1);
-    }
+/// The AIS settings of the flags.
+fn ais_config(a: &LogzArgs) -> anyhow::Result<AisConfig> {
     let transition = match a.sampler.as_str() {
         "hmc" => Transition::Hmc { leapfrog: a.leapfrog },
         "mala" => Transition::Mala,
         other => bail!("--sampler {other}: unknown; use hmc or mala"),
     };
-    let cfg = AisConfig {
+    Ok(AisConfig {
         chains: a.chains,
         batch: (a.common.batch as i64).min(a.chains.max(1)),
         temps: a.temps,
@@ -66,7 +61,36 @@ pub fn run(a: LogzArgs) -> anyhow::Result<()> {
         step: a.step,
         adapt: !a.no_adapt,
         target_acceptance: if transition == Transition::Mala { 0.57 } else { 0.65 },
-    };
+    })
+}
+
+/// Mean log-likelihood of the data set `spec` under log Z = `log_z` ± `log_z_se`: (spec,
+/// examples, mean log p(x), its standard error, input dimension).
+fn data_likelihood(
+    spec: &str,
+    m: &ebm::train::checkpoint::Loaded,
+    batch: usize,
+    device: tch::Device,
+    (log_z, log_z_se): (f64, f64),
+) -> anyhow::Result<(String, usize, f64, f64, i64)> {
+    let ds = load(spec, m)?;
+    let out = classify::run_model(&m.net, &ds, batch, device, m.config.data.noise_sigma)?;
+    let e = out.energy.to_kind(Kind::Double);
+    let n = e.size()[0] as f64;
+    let mean_e = e.mean(Kind::Double).double_value(&[]);
+    let se_e = e.std(true).double_value(&[]) / n.sqrt();
+    let d: i64 = m.net.input_shape().iter().product();
+    Ok((spec.to_string(), n as usize, -mean_e - log_z, (se_e * se_e + log_z_se * log_z_se).sqrt(), d))
+}
+
+pub fn run(a: LogzArgs) -> anyhow::Result<()> {
+    let (m, device) = open(&a.common)?;
+    if a.common.threads == 0 && m.config.model.input_shape.len() == 1 {
+        // Points, not images: tensors this small run fastest on one thread (32 s against 401 s for
+        // the README's 8gaussians run on the 2-core machine under load).
+        tch::set_num_threads(1);
+    }
+    let cfg = ais_config(&a)?;
     tch::manual_seed(a.seed as i64);
     let shape = m.net.input_shape();
     let t0 = std::time::Instant::now();
@@ -75,20 +99,11 @@ pub fn run(a: LogzArgs) -> anyhow::Result<()> {
     let grid = (shape == [2])
         .then(|| logz::grid_log_z(&m.net, -a.grid_range, a.grid_range, a.grid_cells, device))
         .transpose()?;
-    let data = match &a.data {
-        Some(spec) => {
-            let ds = load(spec, &m)?;
-            let out = classify::run_model(&m.net, &ds, a.common.batch, device, m.config.data.noise_sigma)?;
-            let e = out.energy.to_kind(Kind::Double);
-            let n = e.size()[0] as f64;
-            let mean_e = e.mean(Kind::Double).double_value(&[]);
-            let se_e = e.std(true).double_value(&[]) / n.sqrt();
-            let ll = -mean_e - est.log_z;
-            let d: i64 = shape.iter().product();
-            Some((spec.clone(), n as usize, ll, (se_e * se_e + est.std_err * est.std_err).sqrt(), d))
-        }
-        None => None,
-    };
+    let data = a
+        .data
+        .as_deref()
+        .map(|spec| data_likelihood(spec, &m, a.common.batch, device, (est.log_z, est.std_err)))
+        .transpose()?;
     if a.common.json {
         let mut o = json!({
             "checkpoint": m.dir, "log_z": est.log_z, "std_err": est.std_err, "ess": est.ess,

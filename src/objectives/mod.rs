@@ -96,3 +96,59 @@ pub fn build(cfg: &TrainConfig, p: &nn::Path) -> crate::Result<Box<dyn Objective
 pub fn no_check(_: &TrainConfig) -> crate::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::ChainSpace;
+    use tch::Device;
+
+    fn config(name: &str, sets: &[&str]) -> TrainConfig {
+        let mut o = vec![format!("objective.name=\"{name}\"")];
+        o.extend(sets.iter().map(|s| s.to_string()));
+        TrainConfig::parse("[model]\npreset = \"mlp-2d\"\nhead = \"energy\"\n", &o).unwrap()
+    }
+
+    /// The chains each objective declares become the buffer policy the trainer builds: JEM and
+    /// IGEBM restart 5% of their buffer chains, PCD never restarts, CD-k keeps no buffer, and the
+    /// sampling-free objectives get no chains at all.
+    #[test]
+    fn objectives_declare_their_chains_and_the_buffer_follows() {
+        let space = ChainSpace { shape: vec![2], range: 1.0, classes: None, device: Device::Cpu };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let expect = [
+            ("igebm", Some((true, 0.05))),
+            ("pcd", Some((true, 0.0))),
+            ("cd", Some((false, 0.0))),
+            ("sm", None),
+            ("ssm", None),
+            ("dsm", None),
+            ("nce", None),
+            ("is-mle", None),
+        ];
+        for (name, want) in expect {
+            let cfg = config(name, &[]);
+            let objective = build(&cfg, &vs.root()).unwrap();
+            let negatives = Negatives::for_use(objective.chain_use(), &cfg.sampler, &cfg.buffer, &space);
+            let got = negatives.map(|n| (n.buffer.is_some(), n.buffer.map_or(0.0, |b| b.reinit_fraction)));
+            assert_eq!(got, want, "{name}");
+        }
+        // Without a buffer, persistent objectives start from fresh noise; PCD refuses to.
+        let cfg = config("igebm", &["buffer.enabled=false"]);
+        let n = Negatives::for_use(build(&cfg, &vs.root()).unwrap().chain_use(), &cfg.sampler, &cfg.buffer, &space);
+        assert!(n.is_some_and(|n| n.buffer.is_none()));
+        let e = build(&config("pcd", &["buffer.enabled=false"]), &vs.root()).err().unwrap().to_string();
+        assert!(e.contains("objective.name") && e.contains("buffer.enabled"), "{e}");
+    }
+
+    #[test]
+    fn every_registered_name_is_unique_and_an_unknown_one_lists_them() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
+        let e = find("no-such-objective").err().unwrap().to_string();
+        assert!(e.contains("objective.name") && e.contains("no-such-objective"), "{e}");
+        assert!(REGISTRY.iter().all(|r| e.contains(r.name)), "{e}");
+    }
+}
