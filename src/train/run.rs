@@ -6,13 +6,13 @@
 //! loader's batches are a pure function of (seed, epoch, index), so the random stream depends on
 //! the step alone; a checkpoint stores weights, optimiser moments, the buffer and the position.
 use super::checkpoint::{self, TrainState};
+use super::guard;
 use super::metrics::MetricsLog;
 use super::optim::learning_rate;
 use super::output::{check_out_dir, prune, save_sample_grids};
 use super::progress::Progress;
 use super::run_data::RunData;
 use super::trainer::{Step, Trainer};
-use super::{guard, RunOptions, Summary};
 use crate::config::TrainConfig;
 use crate::data::loader::{mix_seed, Batch, Loader};
 use crate::data::Dataset;
@@ -22,9 +22,40 @@ use crate::objectives::Terms;
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+/// Where and how to run, besides the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    /// A checkpoint (or run folder) to continue from.
+    pub resume: Option<PathBuf>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+    /// Set (by a signal handler) to stop at the next step boundary with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub steps: u64,
+    pub epochs_completed: u64,
+    pub seconds: f64,
+    pub train_acc: Option<f64>,
+    pub valid_acc: Option<f64>,
+    pub test_acc: Option<f64>,
+    pub e_data: Option<f64>,
+    pub e_samples: Option<f64>,
+    pub images_per_second: f64,
+    pub last_checkpoint: PathBuf,
+    pub out: PathBuf,
+    /// The run was stopped by a signal before its end (a checkpoint was written).
+    pub interrupted: bool,
+}
 
 pub struct Run<'a> {
     cfg: &'a TrainConfig,
