@@ -41,8 +41,10 @@ pub struct TrainConfig {
     pub data: DataConfig,
     #[serde(default)]
     pub optim: OptimConfig,
+    /// The sampler section: `sgld` in config.json and manifests (old checkpoints load unchanged);
+    /// `sampler` is accepted too.
     #[serde(default)]
-    #[serde(rename = "sgld")]
+    #[serde(rename = "sgld", alias = "sampler")]
     pub sampler: SamplerConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
@@ -71,12 +73,15 @@ impl TrainConfig {
         Self::from_value(value)
     }
 
-    /// Deserialises a fully resolved config (as written to config.json), naming any bad key.
-    pub fn from_value(value: toml::Value) -> crate::Result<Self> {
+    /// Deserialises a fully resolved config (as written to config.json), naming any bad key. The
+    /// sampler section may be spelt `[sgld]` or `[sampler]` (see [`apply_override`]).
+    pub fn from_value(mut value: toml::Value) -> crate::Result<Self> {
+        overrides::canonicalise(&mut value)?;
         Self::deserialize_validated(value)
     }
 
-    /// Reads a resolved config from JSON (a run's config.json or a checkpoint's manifest).
+    /// Reads a resolved config from JSON (a run's config.json or a checkpoint's manifest); the
+    /// sampler section may be `"sgld": {"sampler": ...}` (as written) or `"sampler": {"name": ...}`.
     pub fn from_json(json: &serde_json::Value) -> crate::Result<Self> {
         Self::deserialize_validated(json)
     }

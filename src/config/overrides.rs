@@ -1,9 +1,44 @@
-//! `--set key=value` overrides on a config's TOML tree, and the JSON-to-TOML conversion that lets
-//! them apply to a checkpoint's config as to a file's.
+//! `--set key=value` overrides on a config's TOML tree, the sampler section's two spellings
+//! (`[sgld]` with `sampler = ...`, `[sampler]` with `name = ...`) brought to one, and the
+//! JSON-to-TOML conversion that lets overrides apply to a checkpoint's config as to a file's.
 use anyhow::{bail, Context};
 
+/// The sampler section's canonical name (config.json, checkpoint manifests, messages) and its
+/// alias; inside the section, the chain kind's canonical key and its alias.
+const SAMPLER_SECTION: (&str, &str) = ("sgld", "sampler");
+const SAMPLER_KIND: (&str, &str) = ("sampler", "name");
+
+/// Brings a config tree's sampler section to its canonical spelling: `[sampler]` merges into
+/// `[sgld]`, and `name` becomes `sampler`. A setting written under both spellings is an error
+/// naming both; a section that is not a table is left for deserialisation to reject.
+pub(super) fn canonicalise(root: &mut toml::Value) -> crate::Result<()> {
+    let (canonical, alias) = SAMPLER_SECTION;
+    let Some(top) = root.as_table_mut() else { return Ok(()) };
+    if [canonical, alias].iter().any(|s| top.get(*s).is_some_and(|v| !v.is_table())) {
+        return Ok(());
+    }
+    let mut merged: Option<toml::Table> = None;
+    let mut written_as = std::collections::HashMap::new();
+    for section in [canonical, alias] {
+        let Some(toml::Value::Table(table)) = top.remove(section) else { continue };
+        let merged = merged.get_or_insert_with(toml::Table::new);
+        for (key, value) in table {
+            let name = if key == SAMPLER_KIND.1 { SAMPLER_KIND.0 } else { key.as_str() }.to_string();
+            if let Some(first) = written_as.insert(name.clone(), format!("{section}.{key}")) {
+                bail!("keys `{first}` and `{section}.{key}` are the same setting (`[sampler]` is another name of `[sgld]`, `name` of `sampler`): write it once");
+            }
+            merged.insert(name, value);
+        }
+    }
+    if let Some(merged) = merged {
+        top.insert(canonical.to_string(), toml::Value::Table(merged));
+    }
+    Ok(())
+}
+
 /// Sets `a.b.c = value` in a TOML tree; the value is read as a TOML literal (number, bool, array)
-/// or, failing that, as a string.
+/// or, failing that, as a string. The sampler section may be spelt either way, in the key and in
+/// the tree: both are brought to the canonical spelling first (see [`canonicalise`]).
 pub fn apply_override(root: &mut toml::Value, assignment: &str) -> crate::Result<()> {
     let (key, raw) =
         assignment.split_once('=').with_context(|| format!("override `{assignment}`: expected key=value"))?;
@@ -16,7 +51,14 @@ pub fn apply_override(root: &mut toml::Value, assignment: &str) -> crate::Result
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let parts: Vec<&str> = key.split('.').collect();
+    let mut parts: Vec<&str> = key.split('.').collect();
+    if parts[0] == SAMPLER_SECTION.1 {
+        parts[0] = SAMPLER_SECTION.0;
+    }
+    if parts.len() == 2 && parts[0] == SAMPLER_SECTION.0 && parts[1] == SAMPLER_KIND.1 {
+        parts[1] = SAMPLER_KIND.0;
+    }
+    canonicalise(root)?;
     let mut node = root;
     for part in &parts[..parts.len() - 1] {
         let table = node.as_table_mut().with_context(|| format!("override `{key}`: `{part}` is not a table"))?;

@@ -1,5 +1,6 @@
-//! The sampler section (`[sgld]`, also spelt `[sampler]`): the Markov chain that draws the
-//! negatives (SGLD/ULA, MALA, HMC, independent MH, importance resampling) and its settings.
+//! The sampler section (`[sampler]` with `name = ...`, or `[sgld]` with `sampler = ...`, the
+//! spelling written out): the chain that draws the negatives (SGLD/ULA, MALA, HMC, independent
+//! MH, importance resampling) and its settings.
 use super::checks::{non_negative, positive};
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,9 @@ pub enum SamplerKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {
-    /// Which chain: `langevin` (the SGLD forms of `variant`), `mala` or `hmc`.
-    #[serde(rename = "sampler")]
+    /// Which chain: `langevin` (the SGLD forms of `variant`), `mala`, `hmc`, `independent-mh` or
+    /// `importance-resampling`; written `sampler`, `name` accepted.
+    #[serde(rename = "sampler", alias = "name")]
     pub kind: SamplerKind,
     pub variant: SgldVariant,
     pub steps: usize,
