@@ -441,3 +441,17 @@ mod tests {
         assert!(e.contains("missing") && e.contains("cannot read the free space"), "{e}");
     }
 }
+
+/// The config of the checkpoint folder `dir` (as [`resolve`] gives it) with `--set` overrides
+/// applied, to resume from: the manifest's config becomes a TOML tree, so overrides apply to it
+/// as to a config file's. (Appended after the tests to leave the rest of the file untouched.)
+#[allow(clippy::items_after_test_module)]
+pub fn load_config(dir: &Path, overrides: &[String]) -> crate::Result<TrainConfig> {
+    let manifest = read_manifest(dir)?;
+    let mut value = crate::config::json_to_toml(&manifest.config)
+        .with_context(|| format!("{}: the manifest holds no config", dir.display()))?;
+    for s in overrides {
+        crate::config::apply_override(&mut value, s)?;
+    }
+    TrainConfig::from_value(value).with_context(|| format!("{}: config", dir.display()))
+}
