@@ -1,6 +1,4 @@
-//! The run configuration [`TrainConfig`]: TOML in (with `--set` overrides and the model preset
-//! expanded), validated section by section and across sections, and written as JSON beside a run.
-//! Each section's struct and its own checks live in the file named after it.
+//! The run configuration `TrainConfig`: read from TOML with overrides, validated across sections, written as JSON.
 mod buffer;
 mod checks;
 mod data;

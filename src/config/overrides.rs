@@ -1,6 +1,4 @@
-//! `--set key=value` overrides on a config's TOML tree, the sampler section's two spellings
-//! (`[sgld]` with `sampler = ...`, `[sampler]` with `name = ...`) brought to one, and the
-//! JSON-to-TOML conversion that lets overrides apply to a checkpoint's config as to a file's.
+//! `--set key=value` overrides, the sampler section's two spellings made one, and JSON configs as TOML trees.
 use anyhow::{bail, Context};
 
 /// The sampler section's canonical name (config.json, checkpoint manifests, messages) and its

@@ -1,5 +1,4 @@
-//! The `[train]` section: the loop's length, seed, device, logging and checkpoint cadence, and
-//! the fast-mode switch.
+//! The `[train]` section: the loop's length, seed, device, logging and checkpoints, and the fast-mode switch.
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 

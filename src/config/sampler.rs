@@ -1,6 +1,4 @@
-//! The sampler section (`[sampler]` with `name = ...`, or `[sgld]` with `sampler = ...`, the
-//! spelling written out): the chain that draws the negatives (SGLD/ULA, MALA, HMC, independent
-//! MH, importance resampling) and its settings.
+//! The sampler section (`[sampler]`, written out as `[sgld]`): the chain that draws the negatives, and its settings.
 use super::checks::{non_negative, positive};
 use anyhow::bail;
 use serde::{Deserialize, Serialize};

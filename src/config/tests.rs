@@ -1,4 +1,4 @@
-//! Unit tests of the config: fast-mode spelling, the two spellings of the sampler section, JSON round trips.
+//! Config unit tests: fast-mode spelling, the sampler section's two spellings, JSON round trips.
 use super::*;
 
 fn fast_of(set: &str) -> crate::Result<FastMode> {
