@@ -1,4 +1,4 @@
-use anyhow::{bail, Context};
+use anyhow::bail;
 use ebm::config::TrainConfig;
 use ebm::train::{self, RunOptions};
 use std::path::PathBuf;
@@ -89,13 +89,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (Some(path), _) => TrainConfig::load(path, &set)?,
         (None, Some(resume)) => {
             let dir = ebm::train::checkpoint::resolve(resume)?;
-            let manifest = ebm::train::checkpoint::read_manifest(&dir)?;
-            let mut value = ebm::config::json_to_toml(&manifest.config)
-                .with_context(|| format!("{}: the manifest holds no config", dir.display()))?;
-            for s in &set {
-                ebm::config::apply_override(&mut value, s)?;
-            }
-            TrainConfig::from_value(value).with_context(|| format!("{}: config", dir.display()))?
+            ebm::train::checkpoint::load_config(&dir, &set)?
         }
         (None, None) => bail!("give --config FILE (see configs/) or --resume PATH"),
     };

@@ -1,8 +1,7 @@
 //! The official binary releases of CIFAR-10 (`data_batch_1..5.bin`, `test_batch.bin`; records of
 //! 1 label byte + 3072 pixel bytes) and CIFAR-100 (`train.bin`, `test.bin`; coarse label, fine
 //! label, 3072 pixel bytes). Pixels are stored channel-major (R plane, G plane, B plane), as NCHW.
-use super::spec::Split;
-use super::{Dataset, Pixels};
+use super::{Dataset, Pixels, Split};
 use anyhow::{bail, Context};
 use std::path::Path;
 

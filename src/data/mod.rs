@@ -15,6 +15,13 @@ pub use spec::{load, DataSpec, LoadOptions};
 use anyhow::bail;
 use tch::{Kind, Tensor};
 
+/// Which half of an official release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
 /// Example values: 8-bit pixels (mapped to [-1, 1] as x/127.5 - 1, JEM's Normalize(.5, .5)) or floats
 /// already in model space.
 #[derive(Debug, Clone)]

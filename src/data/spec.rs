@@ -4,12 +4,8 @@ use super::{builtin, cifar, folder, npy, toy2d, Dataset};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 
-/// Which half of an official release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
+// Split lives in data/mod.rs so cifar.rs need not import this file; `data::spec::Split` still names it.
+pub use super::Split;
 
 /// A parsed data set spec.
 #[derive(Debug, Clone, PartialEq)]

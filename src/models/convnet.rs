@@ -1,8 +1,8 @@
 //! A small ConvNet for fast tests and CPU demos: four 3x3 convolutions (two strided) with the
 //! configured activation, then global average pooling.
+use super::activation::activate;
 use super::layers::{Conv2d, WeightInit};
 use super::precision::Precision;
-use super::wrn::activate;
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
 use tch::{nn, Tensor};

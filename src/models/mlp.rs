@@ -1,7 +1,7 @@
 //! An MLP feature extractor for low-dimensional densities (2-D toys).
+use super::activation::activate;
 use super::layers::{Linear, WeightInit};
 use super::precision::Precision;
-use super::wrn::activate;
 use super::Backbone;
 use crate::config::{Activation, ModelConfig};
 use tch::{nn, Tensor};

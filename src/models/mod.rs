@@ -2,6 +2,7 @@
 //! With a classifier head, f(x)[y] are logits and E(x) = -logsumexp_y f(x)[y] (JEM); with an energy
 //! head, E(x) = -f(x) for one scalar output (IGEBM). Parameter names follow PyTorch
 //! (`f.layer1.0.conv1.weight`, `class_output.weight`), so safetensors files read by name in Python.
+pub mod activation;
 pub mod convnet;
 pub mod layers;
 pub mod mlp;

@@ -1,19 +1,12 @@
 //! Wide-ResNet as JEM builds it (wgrathwohl/JEM wideresnet.py): pre-activation blocks
 //! norm -> act -> conv1 -> dropout -> norm -> act -> conv2 (stride on conv2), a 1x1 shortcut only
 //! where the shape changes, biases on every conv, then norm -> act -> 8x8 average pool.
+use super::activation::activate;
 use super::layers::{Conv2d, WeightInit};
 use super::precision::Precision;
 use super::{Backbone, NormLayer};
 use crate::config::{Activation, ModelConfig};
 use tch::{nn, Tensor};
-
-/// The activation of a config: LeakyReLU(0.2) or swish.
-pub fn activate(x: &Tensor, act: Activation) -> Tensor {
-    match act {
-        Activation::LeakyRelu => x.maximum(&(x * 0.2)),
-        Activation::Swish => x.silu(),
-    }
-}
 
 #[derive(Debug)]
 struct Block {

@@ -11,7 +11,7 @@
 //! Step sizes adapt towards a target acceptance rate after every temperature (as Wu et al. 2017
 //! do for decoder models); `adapt = false` keeps them fixed.
 use super::energy_grad;
-use super::mala::{chain_mask, log_acceptance, sq_norm};
+use super::mh::{chain_mask, log_acceptance, sq_norm};
 use anyhow::bail;
 use tch::{Device, Kind, Tensor};
 

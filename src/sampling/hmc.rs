@@ -1,7 +1,7 @@
 //! Hamiltonian Monte Carlo: momentum p ~ N(0, I), `leapfrog` steps of size `step` on
 //! H(x, p) = E(x) + |p|^2 / 2, accepted per chain with probability min(1, exp(H - H')).
 use super::energy_grad;
-use super::mala::{acceptance_rate, chain_mask, sq_norm};
+use super::mh::{acceptance_rate, chain_mask, sq_norm};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone)]

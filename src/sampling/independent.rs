@@ -5,6 +5,7 @@
 //!   then M draws from {z_m} with probabilities w_m / sum w (multinomial resampling).
 //!
 //! The proposal here is N(mean, std^2 I).
+use super::mh::{acceptance_rate, chain_mask};
 use super::{Chains, Sampler};
 use tch::{Kind, Tensor};
 
@@ -63,11 +64,11 @@ impl Sampler for IndependentMh {
                 let y = q.draw(&x, x.size()[0]);
                 let log_y = -energy(&y) - q.log_density(&y);
                 let accept = Tensor::rand_like(&log_y).log().lt_tensor(&(&log_y - &log_target));
-                x = y.where_self(&super::mala::chain_mask(&accept, &x), &x);
+                x = y.where_self(&chain_mask(&accept, &x), &x);
                 log_target = log_y.where_self(&accept, &log_target);
                 accepted += accept.to_kind(Kind::Float);
             }
-            Chains { x, acceptance: super::mala::acceptance_rate(&accepted, steps) }
+            Chains { x, acceptance: acceptance_rate(&accepted, steps) }
         })
     }
 }

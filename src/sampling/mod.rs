@@ -7,6 +7,7 @@ pub mod hmc;
 pub mod independent;
 pub mod langevin;
 pub mod mala;
+pub mod mh;
 pub mod negatives;
 
 pub use buffer::ReplayBuffer;

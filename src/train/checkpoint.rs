@@ -368,6 +368,19 @@ pub fn load_model(path: &Path, device: tch::Device) -> crate::Result<Loaded> {
     Ok(Loaded { dir, config, state: manifest.state, vs, net, buffer })
 }
 
+/// The config of the checkpoint folder `dir` (as [`resolve`] gives it) with `--set` overrides
+/// applied, to resume from: the manifest's config becomes a TOML tree, so overrides apply to it
+/// as to a config file's.
+pub fn load_config(dir: &Path, overrides: &[String]) -> crate::Result<TrainConfig> {
+    let manifest = read_manifest(dir)?;
+    let mut value = crate::config::json_to_toml(&manifest.config)
+        .with_context(|| format!("{}: the manifest holds no config", dir.display()))?;
+    for s in overrides {
+        crate::config::apply_override(&mut value, s)?;
+    }
+    TrainConfig::from_value(value).with_context(|| format!("{}: config", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,34 @@
+//! The `[buffer]` section: the replay buffer of persistent chains.
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// Use a replay buffer (persistent chains); off: every chain starts from fresh noise.
+    pub enabled: bool,
+    pub size: usize,
+    /// Fraction of chains restarted from uniform noise at every draw (JEM, IGEBM: 0.05).
+    pub reinit_fraction: f64,
+    /// Split the buffer into one block per class, for conditional sampling.
+    pub per_class: bool,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig { enabled: true, size: 10_000, reinit_fraction: 0.05, per_class: false }
+    }
+}
+
+impl BufferConfig {
+    /// Rejects sizes and fractions no buffer can hold, naming the key.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.enabled && self.size == 0 {
+            bail!("key `buffer.size` = 0: must be positive when the buffer is enabled");
+        }
+        if !(0.0..=1.0).contains(&self.reinit_fraction) {
+            bail!("key `buffer.reinit_fraction` = {}: must be in [0, 1]", self.reinit_fraction);
+        }
+        Ok(())
+    }
+}

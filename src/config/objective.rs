@@ -1,0 +1,96 @@
+//! The `[objective]` section: the training objective and its weights and estimator settings.
+use super::checks::{non_negative, positive};
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// The objective, by its registered name (`objectives::REGISTRY`: jem, igebm, pcd, cd, sm,
+    /// dsm, ssm, nce, is-mle); checked, with the objective's own requirements, when training starts.
+    pub name: String,
+    /// Weight of the cross-entropy (p(y|x)) term.
+    pub ce_weight: f64,
+    /// Weight of the generative p(x) term.
+    pub px_weight: f64,
+    /// Weight of the class-conditional p(x|y) term.
+    pub pxy_weight: f64,
+    /// Energy-magnitude penalty alpha * (E(x+)^2 + E(x-)^2) (IGEBM: 1).
+    pub alpha: f64,
+    /// Noise level of denoising score matching.
+    pub dsm_sigma: f64,
+    /// Random projections per example of sliced score matching.
+    pub ssm_projections: usize,
+    /// Standard deviation of NCE's Gaussian noise distribution.
+    pub nce_noise_std: f64,
+    /// Importance-sampling MLE: proposal standard deviation (the starting one when adaptive) and
+    /// draws per step.
+    pub is_proposal_std: f64,
+    pub is_samples: usize,
+    /// Importance-sampling MLE: a fixed N(0, is_proposal_std^2 I) or an adaptive diagonal Gaussian
+    /// moment-matched to the previous step's weighted draws.
+    pub is_proposal: IsProposal,
+    /// Adaptive proposal: damping rate of the moment matching, new = (1 - rate) old + rate matched.
+    pub is_adapt_rate: f64,
+    /// Adaptive proposal: floor on each dimension's standard deviation.
+    pub is_min_std: f64,
+}
+
+/// The proposal of the `is-mle` objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsProposal {
+    /// N(0, is_proposal_std^2 I), independent of the model.
+    Fixed,
+    /// N(mu, diag(s^2)), mu and s moment-matched (damped, floored) to the self-normalised weighted
+    /// draws of the previous step, so it follows the model through the weights (seed 004's q2).
+    Adaptive,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig {
+            name: "jem".into(),
+            ce_weight: 1.0,
+            px_weight: 1.0,
+            pxy_weight: 0.0,
+            alpha: 0.0,
+            dsm_sigma: 0.1,
+            ssm_projections: 1,
+            nce_noise_std: 1.0,
+            is_proposal_std: 1.0,
+            is_samples: 256,
+            is_proposal: IsProposal::Fixed,
+            is_adapt_rate: 0.1,
+            is_min_std: 0.05,
+        }
+    }
+}
+
+impl ObjectiveConfig {
+    /// Rejects weights and estimator settings no objective can use, naming the key.
+    pub fn validate(&self) -> crate::Result<()> {
+        for (v, key) in [
+            (self.ce_weight, "objective.ce_weight"),
+            (self.px_weight, "objective.px_weight"),
+            (self.pxy_weight, "objective.pxy_weight"),
+            (self.alpha, "objective.alpha"),
+        ] {
+            non_negative(v, key)?;
+        }
+        positive(self.dsm_sigma, "objective.dsm_sigma")?;
+        positive(self.nce_noise_std, "objective.nce_noise_std")?;
+        positive(self.is_proposal_std, "objective.is_proposal_std")?;
+        if !(self.is_adapt_rate > 0.0 && self.is_adapt_rate <= 1.0) {
+            bail!("key `objective.is_adapt_rate` = {}: must be in (0, 1]", self.is_adapt_rate);
+        }
+        positive(self.is_min_std, "objective.is_min_std")?;
+        if self.is_samples == 0 {
+            bail!("key `objective.is_samples` = 0: must be positive");
+        }
+        if self.ssm_projections == 0 {
+            bail!("key `objective.ssm_projections` = 0: must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The `[train]` section: the loop's length, seed, device, logging and checkpoints, and the fast-mode switch.
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    pub epochs: u64,
+    /// Stop after this many iterations in all (0: run all epochs).
+    pub max_steps: u64,
+    pub seed: u64,
+    pub device: String,
+    /// Write a line to metrics.jsonl every this many iterations.
+    pub log_every: u64,
+    /// Save a PNG sample grid every this many iterations (0: off).
+    pub sample_every: u64,
+    /// Write a checkpoint every this many iterations (0: only at epoch ends and at the end).
+    pub ckpt_every: u64,
+    /// Step checkpoints kept besides `last` and `best`.
+    pub keep_checkpoints: usize,
+    /// CPU threads for libtorch (0: its default).
+    pub threads: usize,
+    /// Reproducible runs: no cuDNN autotuning and deterministic cuBLAS workspaces on CUDA (CPU runs
+    /// with the same seed and thread count are reproducible in any case).
+    pub deterministic: bool,
+    /// The fast mode (bf16 conv/linear on float32 master weights, channels-last on CUDA):
+    /// "auto" (on for CUDA, off on the CPU), true or false.
+    pub fast: FastMode,
+}
+
+/// The fast-mode switch as configs write it: `true`, `false` or `"auto"` (also `"on"`, `"off"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastMode {
+    /// On for CUDA devices, off on the CPU.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FastMode {
+    /// Whether the fast mode runs on `device`.
+    pub fn resolve(self, device: tch::Device) -> bool {
+        match self {
+            FastMode::Auto => device.is_cuda(),
+            FastMode::On => true,
+            FastMode::Off => false,
+        }
+    }
+
+    /// Reads `auto`, `on`/`true` or `off`/`false` (the CLI's spelling).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "auto" => Some(FastMode::Auto),
+            "on" | "true" => Some(FastMode::On),
+            "off" | "false" => Some(FastMode::Off),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for FastMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FastMode::Auto => s.serialize_str("auto"),
+            FastMode::On => s.serialize_bool(true),
+            FastMode::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FastMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FastMode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<FastMode, E> {
+                Ok(if b { FastMode::On } else { FastMode::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FastMode, E> {
+                FastMode::parse(s).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            epochs: 200,
+            max_steps: 0,
+            seed: 1,
+            device: "auto".into(),
+            log_every: 100,
+            sample_every: 1000,
+            ckpt_every: 1000,
+            keep_checkpoints: 2,
+            threads: 0,
+            deterministic: false,
+            fast: FastMode::Auto,
+        }
+    }
+}
+
+impl LoopConfig {
+    /// Rejects a loop that cannot run, naming the key.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.epochs == 0 && self.max_steps == 0 {
+            bail!("key `train.epochs` = 0 with no `train.max_steps`: nothing to train");
+        }
+        if self.log_every == 0 {
+            bail!("key `train.log_every` = 0: must be positive");
+        }
+        crate::device::parse_device_syntax(&self.device).context("key `train.device`")?;
+        Ok(())
+    }
+}
