@@ -4,6 +4,7 @@
 //! (`f.layer1.0.conv1.weight`, `class_output.weight`), so safetensors files read by name in Python.
 pub mod activation;
 pub mod convnet;
+pub mod fused;
 pub mod layers;
 pub mod mlp;
 pub mod precision;

@@ -25,35 +25,48 @@ impl Langevin {
         Langevin { variant: c.variant, step_size: c.step_size, noise: c.noise, grad_clip: c.grad_clip, clamp }
     }
 
-    /// One update of x given the energy function.
+    /// One update of x given the energy function (a new tensor; `x` is left as it is).
     pub fn step(&self, energy: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
-        let x = match self.variant {
+        let mut x = x.detach().copy();
+        let mut noise = x.empty_like();
+        self.update_(energy, &mut x, &mut noise);
+        x
+    }
+
+    /// One update of `x` in place, drawing the Gaussian noise into `noise` (of x's shape): no
+    /// tensor of the chains' size is allocated besides those of the energy's own graph.
+    fn update_(&self, energy: &dyn Fn(&Tensor) -> Tensor, x: &mut Tensor, noise: &mut Tensor) {
+        match self.variant {
             SgldVariant::Jem => {
-                let (_, g) = energy_grad(energy, x);
-                x - g * self.step_size + x.randn_like() * self.noise
+                let (_, mut g) = energy_grad(energy, x);
+                let _ = x.g_sub_(&g.g_mul_scalar_(self.step_size));
+                let _ = x.g_add_(&noise.normal_(0.0, self.noise));
             }
             SgldVariant::Igebm => {
-                let x = x + x.randn_like() * self.noise;
-                let (_, g) = energy_grad(energy, &x);
-                x - g.clamp(-self.grad_clip, self.grad_clip) * self.step_size
+                let _ = x.g_add_(&noise.normal_(0.0, self.noise));
+                let (_, mut g) = energy_grad(energy, x);
+                let _ = g.clamp_(-self.grad_clip, self.grad_clip).g_mul_scalar_(self.step_size);
+                let _ = x.g_sub_(&g);
             }
             SgldVariant::Textbook => {
-                let (_, g) = energy_grad(energy, x);
-                x - g * (self.step_size / 2.0) + x.randn_like() * self.step_size.sqrt()
+                let (_, mut g) = energy_grad(energy, x);
+                let _ = x.g_sub_(&g.g_mul_scalar_(self.step_size / 2.0));
+                let _ = x.g_add_(&noise.normal_(0.0, self.step_size.sqrt()));
             }
-        };
-        match self.clamp {
-            Some((lo, hi)) => x.clamp(lo, hi),
-            None => x,
+        }
+        if let Some((lo, hi)) = self.clamp {
+            let _ = x.clamp_(lo, hi);
         }
     }
 
-    /// Runs `steps` updates from `x0` and returns detached samples. No host synchronisation happens
-    /// inside the loop.
+    /// Runs `steps` updates from `x0` and returns detached samples (a new tensor). The chains and
+    /// the noise live in two buffers updated in place; no host synchronisation happens inside
+    /// the loop.
     pub fn run(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> Tensor {
-        let mut x = x0.detach();
+        let mut x = x0.detach().copy();
+        let mut noise = x.empty_like();
         for _ in 0..steps {
-            x = self.step(energy, &x).detach();
+            self.update_(energy, &mut x, &mut noise);
         }
         x
     }

@@ -1,0 +1,37 @@
+// Fused ATen operators that tch 0.24 does not expose with the arguments we need.
+//
+// Each function takes and returns tch's tensor handles (heap `at::Tensor*`, owned by the caller
+// and freed by tch's `at_free`), records autograd like any ATen call, and reports a C++
+// exception as a message (caller frees it with `ebm_free_error`) instead of unwinding into Rust.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/leaky_relu.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+
+namespace {
+char *copy_message(const char *what) {
+  const size_t n = std::strlen(what) + 1;
+  char *out = static_cast<char *>(std::malloc(n));
+  if (out != nullptr) std::memcpy(out, what, n);
+  return out;
+}
+}  // namespace
+
+extern "C" {
+
+// LeakyReLU with negative slope `slope`: x > 0 ? x : slope * x, one kernel forward and one
+// backward (tch's `leaky_relu` fixes the slope at 0.01).
+at::Tensor *ebm_leaky_relu(const at::Tensor *x, double slope, char **error) {
+  try {
+    return new at::Tensor(at::leaky_relu(*x, slope));
+  } catch (const std::exception &e) {
+    *error = copy_message(e.what());
+    return nullptr;
+  }
+}
+
+void ebm_free_error(char *error) { std::free(error); }
+
+}  // extern "C"
