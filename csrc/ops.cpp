@@ -3,6 +3,7 @@
 // Each function takes and returns tch's tensor handles (heap `at::Tensor*`, owned by the caller
 // and freed by tch's `at_free`), records autograd like any ATen call, and reports a C++
 // exception as a message (caller frees it with `ebm_free_error`) instead of unwinding into Rust.
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/leaky_relu.h>
 
@@ -33,5 +34,17 @@ at::Tensor *ebm_leaky_relu(const at::Tensor *x, double slope, char **error) {
 }
 
 void ebm_free_error(char *error) { std::free(error); }
+
+// libtorch's deterministic-algorithms switch (torch.use_deterministic_algorithms) together with
+// cuDNN's deterministic flag (torch.backends.cudnn.deterministic): ops without a deterministic
+// implementation then raise an error instead of varying between runs.
+void ebm_set_deterministic(int on) {
+  at::globalContext().setDeterministicAlgorithms(on != 0, /*warn_only=*/false);
+  at::globalContext().setDeterministicCuDNN(on != 0);
+}
+
+int ebm_deterministic(void) {
+  return at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicCuDNN() ? 1 : 0;
+}
 
 }  // extern "C"

@@ -74,10 +74,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     if a.deterministic {
         set.push("train.deterministic=true".into());
-        // Must be in the environment before cuBLAS initialises.
-        if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
-            std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
-        }
     }
     if let Some(f) = &a.fast {
         set.push(format!("train.fast=\"{f}\""));

@@ -1,13 +1,28 @@
-//! Fused ATen operators that tch 0.24 does not expose with the arguments we need, called through
+//! Fused ATen operators and global switches that tch 0.24 does not expose, called through
 //! the small C++ shim in `csrc/ops.cpp` (compiled by build.rs against libtorch's own headers).
 //! Each is the very kernel PyTorch runs for the same Python call, autograd included.
-use std::ffi::{c_char, c_double, CStr};
+use std::ffi::{c_char, c_double, c_int, CStr};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
 extern "C" {
     fn ebm_leaky_relu(x: *const C_tensor, slope: c_double, error: *mut *mut c_char) -> *mut C_tensor;
     fn ebm_free_error(error: *mut c_char);
+    fn ebm_set_deterministic(on: c_int);
+    fn ebm_deterministic() -> c_int;
+}
+
+/// Turns libtorch's deterministic algorithms (and cuDNN's deterministic mode) on or off for the
+/// process: `torch.use_deterministic_algorithms(on)` and `torch.backends.cudnn.deterministic = on`.
+pub fn set_deterministic(on: bool) {
+    // SAFETY: a plain call into libtorch's global context.
+    unsafe { ebm_set_deterministic(on as c_int) }
+}
+
+/// Whether [`set_deterministic`] is on.
+pub fn deterministic() -> bool {
+    // SAFETY: a plain read of libtorch's global context.
+    unsafe { ebm_deterministic() != 0 }
 }
 
 /// Turns the shim's (result, error) pair into a tensor, panicking with libtorch's message as tch's
@@ -59,5 +74,13 @@ mod tests {
         let e = std::panic::catch_unwind(|| leaky_relu(&bad, 0.2)).err().unwrap();
         let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(msg.starts_with("leaky_relu:"), "{msg}");
+    }
+
+    #[test]
+    fn the_deterministic_switch_reads_back() {
+        set_deterministic(true);
+        assert!(deterministic());
+        set_deterministic(false);
+        assert!(!deterministic());
     }
 }

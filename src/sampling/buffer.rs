@@ -3,6 +3,12 @@
 //! results are written back at the same slots. With per-class blocks, class y owns slots
 //! [y * S/K, (y + 1) * S/K), for conditional sampling. It lives on the training device; its
 //! randomness comes from libtorch's generator (reseeded per step by the trainer).
+//!
+//! Slots are drawn without replacement within a draw (JEM draws with replacement): no two chains
+//! of a batch continue, and then overwrite, the same stored chain, and the write-back is the same
+//! at any thread count. Only when a draw asks for more chains than there are slots (of its class)
+//! do slots repeat; the write-back then keeps the last of them in batch order, also at any
+//! thread count.
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug)]
@@ -47,11 +53,8 @@ impl ReplayBuffer {
         let device = self.data.device();
         let size = self.size();
         let slots = match (self.classes, y) {
-            (Some(k), Some(y)) => {
-                let block = size / k;
-                y.to_device(device) * block + Tensor::randint(block, [n], (Kind::Int64, device))
-            }
-            _ => Tensor::randint(size, [n], (Kind::Int64, device)),
+            (Some(k), Some(y)) => class_slots(&y.to_device(device), k, size / k),
+            _ => distinct_slots(size, n, device),
         };
         let stored = self.data.index_select(0, &slots);
         let fresh = uniform(&stored.size(), self.init_range, device);
@@ -61,12 +64,43 @@ impl ReplayBuffer {
         Draw { x: fresh.where_self(&restart, &stored), slots }
     }
 
-    /// Writes chains back to their slots.
+    /// Writes chains back to their slots; where slots repeat, every copy writes the chain that
+    /// comes last in `slots`, so the result does not depend on the order the writes land in.
     pub fn store(&mut self, slots: &Tensor, x: &Tensor) {
         tch::no_grad(|| {
-            let _ = self.data.index_put_(&[Some(slots.shallow_clone())], &x.detach().to_kind(self.data.kind()), false);
+            // For each chain, the last position in the batch with the same slot (n x n: n is a batch).
+            let n = slots.size()[0];
+            let positions = Tensor::arange(n, (Kind::Int64, slots.device())).view([1, n]).expand([n, n], false);
+            let same = slots.view([n, 1]).eq_tensor(&slots.view([1, n]));
+            let last = positions.where_self(&same, &positions.full_like(-1)).amax([1].as_slice(), false);
+            let x = x.detach().to_kind(self.data.kind()).index_select(0, &last);
+            let _ = self.data.index_put_(&[Some(slots.shallow_clone())], &x, false);
         });
     }
+}
+
+/// `n` slots of 0..size drawn uniformly without replacement (when n > size: every slot once per
+/// round, in fresh random orders).
+fn distinct_slots(size: i64, n: i64, device: Device) -> Tensor {
+    let rounds = (n + size - 1) / size;
+    let perms: Vec<Tensor> = (0..rounds).map(|_| Tensor::randperm(size, (Kind::Int64, device))).collect();
+    Tensor::cat(&perms, 0).narrow(0, 0, n)
+}
+
+/// Slots in the class blocks of `block` slots: the chains of class c take distinct slots of block
+/// c in a random order (the r-th chain of class c in batch order takes the r-th slot of a random
+/// permutation of the block; past `block` chains of one class the permutation repeats).
+fn class_slots(y: &Tensor, classes: i64, block: i64) -> Tensor {
+    let device = y.device();
+    let n = y.size()[0];
+    let order = y.argsort_stable(true, 0, false);
+    let counts = y.bincount(None::<Tensor>, classes);
+    let starts = counts.cumsum(0, Kind::Int64) - &counts;
+    let rank_sorted = Tensor::arange(n, (Kind::Int64, device)) - starts.index_select(0, &y.index_select(0, &order));
+    let rank = rank_sorted.zeros_like().index_put_(&[Some(order)], &rank_sorted, false);
+    let perm = Tensor::rand([classes, block], (Kind::Float, device)).argsort_stable(true, 1, false);
+    let within = perm.view([-1]).index_select(0, &(y * block + rank.remainder(block)));
+    y * block + within
 }
 
 /// U(-r, r) of the given shape.
@@ -91,6 +125,38 @@ mod tests {
         b.store(&d.slots, &(d.x.zeros_like() - 7.0));
         let back = b.data.index_select(0, &d.slots);
         assert!(back.eq(-7.0).all().int64_value(&[]) == 1);
+    }
+
+    /// No slot repeats within a draw (unconditional or per class), and a draw larger than the
+    /// buffer writes back the last chain of each repeated slot.
+    #[test]
+    fn draws_take_distinct_slots_and_repeated_slots_keep_the_last_chain() {
+        tch::manual_seed(5);
+        let distinct = |t: &Tensor| {
+            let mut v: Vec<i64> = Vec::try_from(t).unwrap();
+            let n = v.len();
+            v.sort();
+            v.dedup();
+            v.len() == n
+        };
+        let mut b = ReplayBuffer::new(100, &[1], 0.0, None, 1.0, Device::Cpu);
+        for _ in 0..20 {
+            assert!(distinct(&b.draw(100, None).slots));
+        }
+        let c = ReplayBuffer::new(40, &[1], 0.0, Some(4), 1.0, Device::Cpu);
+        let y = Tensor::from_slice(&[3i64, 0, 3, 3, 1, 0, 3, 2, 3, 3]);
+        for _ in 0..20 {
+            let s = c.draw(10, Some(&y)).slots;
+            assert!(distinct(&s));
+            let blocks: Vec<i64> = Vec::try_from(&(s / 10)).unwrap();
+            assert_eq!(blocks, Vec::<i64>::try_from(&y).unwrap());
+        }
+        let slots = Tensor::from_slice(&[4i64, 7, 4, 4, 7]);
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0]).view([5, 1]);
+        b.store(&slots, &x);
+        let back: Vec<f32> =
+            Vec::try_from(&b.data.index_select(0, &Tensor::from_slice(&[4i64, 7])).view([-1])).unwrap();
+        assert_eq!(back, vec![4.0, 5.0]);
     }
 
     #[test]

@@ -94,6 +94,13 @@ impl<'a> Run<'a> {
             // cuDNN autotuning picks algorithms by timing, which changes results between runs.
             tch::Cuda::cudnn_set_benchmark(!cfg.train.deterministic);
         }
+        if cfg.train.deterministic && std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+            // cuBLAS reads it when it initialises, at the first matrix product (after this).
+            std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+        }
+        // Ops without a deterministic implementation then fail instead of varying (CUDA; on the
+        // CPU every op the trainer uses is deterministic for a given thread count).
+        crate::models::fused::set_deterministic(cfg.train.deterministic);
         let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
         let data = RunData::load(cfg)?;
         check_out_dir(&opts.out, resume_dir.is_some())?;
