@@ -4,7 +4,8 @@
 # Two builds that train identically print identical lines, so a refactor or a speed change that
 # must not change the maths is checked by:
 #   scripts/run-fingerprints.sh OLD_EBM /tmp/a > a.txt; scripts/run-fingerprints.sh NEW_EBM /tmp/b > b.txt; diff a.txt b.txt
-# (about 1 minute per build on 2 cores). OUT is emptied first.
+# (about 1 minute per build on 2 cores). OUT is emptied first. THREADS=N (default 1) sets
+# train.threads: two runs of one build at any N must print the same lines.
 set -euo pipefail
 BIN=$(realpath "${1:?usage: scripts/run-fingerprints.sh EBM_BINARY OUT_DIR}")
 R=${2:?usage: scripts/run-fingerprints.sh EBM_BINARY OUT_DIR}
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 rm -rf "$R"
 mkdir -p "$R"
 R=$(realpath "$R")
-train() { "$BIN" train --quiet --set train.threads=1 "$@" >/dev/null; }
+train() { "$BIN" train --quiet --set "train.threads=${THREADS:-1}" "$@" >/dev/null; }
 train --config configs/demo.toml --out "$R/jem" --set train.epochs=1 --set train.max_steps=12 \
   --set data.spec='"synthetic:shapes:1000"' --set train.ckpt_every=5 --set train.sample_every=0
 train --config configs/demo.toml --out "$R/jempxy" --set train.max_steps=6 --set data.spec='"synthetic:shapes:1000"' \

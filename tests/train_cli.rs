@@ -430,28 +430,25 @@ fn checkpoint_tensors(ckpt: &Path) -> Vec<(String, tch::Tensor)> {
     all
 }
 
-/// At two threads (the machine's default here), the demo config repeats itself and resumes
-/// exactly: weights, optimiser moments and replay buffer, bit for bit. Its buffer of 500 chains
-/// with batch 64 is where duplicate slots used to make the write-back depend on thread timing.
-#[test]
-fn the_demo_config_repeats_and_resumes_exactly_at_two_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = repo_root().join("configs/demo.toml");
-    let run = |name: &str, extra: &[&str]| {
-        let out = dir.path().join(name);
-        let mut args = vec!["train", "--config", demo.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
-        args.extend(["--set", "train.threads=2", "--set", "data.spec=\"synthetic:shapes:640\""]);
-        args.extend(["--set", "train.epochs=2", "--set", "train.ckpt_every=5", "--set", "train.sample_every=0"]);
-        args.extend(["--set", "data.test_spec=\"synthetic:shapes:64:test\""]);
-        args.extend_from_slice(extra);
+/// Runs `config` three times into `dir`: twice for `epochs` epochs, once for one epoch then
+/// resumed to `epochs`; asserts the final checkpoints hold the same weights, optimiser moments
+/// and replay buffer, bit for bit.
+fn repeats_and_resumes_exactly(dir: &Path, config: &Path, sets: &[&str], epochs: u64, per_epoch: u64) {
+    let run = |name: &str, extra: &[String]| {
+        let out = dir.join(name);
+        let mut args = vec!["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        args.extend(extra.iter().map(String::as_str));
         ok(&args);
         out
     };
-    // 9 steps per epoch: 18 in one run, twice; and 9 + a resume to 18.
-    let (a, b) = (run("a", &[]), run("b", &[]));
-    let c = run("c", &["--set", "train.epochs=1"]);
-    ok(&["train", "--resume", c.to_str().unwrap(), "--set", "train.epochs=2", "--quiet"]);
-    let last = |d: &Path| d.join("checkpoints/step-00000018");
+    let all = ["--set".to_string(), format!("train.epochs={epochs}")];
+    let (a, b) = (run("a", &all), run("b", &all));
+    let c = run("c", &["--set".to_string(), "train.epochs=1".to_string()]);
+    ok(&["train", "--resume", c.to_str().unwrap(), "--set", &format!("train.epochs={epochs}"), "--quiet"]);
+    let last = |d: &Path| d.join(format!("checkpoints/step-{:08}", epochs * per_epoch));
     let ta = checkpoint_tensors(&last(&a));
     for other in [&b, &c] {
         let to = checkpoint_tensors(&last(other));
@@ -461,4 +458,25 @@ fn the_demo_config_repeats_and_resumes_exactly_at_two_threads() {
             assert!(x.equal(y), "{na} differs between {} and {}", a.display(), other.display());
         }
     }
+}
+
+/// At two threads, the demo config repeats itself and resumes exactly: weights, optimiser
+/// moments and replay buffer, bit for bit. Its buffer of 500 chains with batch 64 is where
+/// duplicate slots used to make the write-back depend on thread timing. The tiny config does the
+/// same at the default thread count.
+#[test]
+fn the_demo_config_repeats_and_resumes_exactly_at_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = repo_root().join("configs/demo.toml");
+    let sets = [
+        "train.threads=2",
+        "data.spec=\"synthetic:shapes:640\"",
+        "data.test_spec=\"synthetic:shapes:64:test\"",
+        "train.ckpt_every=5",
+        "train.sample_every=0",
+    ];
+    // 9 steps per epoch.
+    repeats_and_resumes_exactly(&dir.path().join("demo"), &demo, &sets, 2, 9);
+    let tiny = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    repeats_and_resumes_exactly(&dir.path().join("tiny"), &tiny, &["train.threads=0"], 2, 12);
 }
