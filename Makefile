@@ -2,7 +2,7 @@
 CARGO ?= cargo
 EBM := target/release/ebm
 
-.PHONY: setup build test demo lint bench clean-demo fuzz
+.PHONY: setup build test demo lint bench gpu-smoke clean-demo fuzz
 
 setup:
 	@bash scripts/setup-libtorch.sh
@@ -22,6 +22,10 @@ demo: build
 
 bench: build
 	$(EBM) bench --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 3
+
+# scripts/gpu-checks.sh in its CPU smoke mode (the GPU checks' plumbing, tiny sizes, 10-40 s on 2 cores).
+gpu-smoke: build
+	bash scripts/gpu-checks.sh "$$(mktemp -d)" --smoke
 
 clean-demo:
 	rm -rf checkpoints/demo

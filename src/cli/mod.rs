@@ -24,7 +24,7 @@ pub enum Command {
     Data(data_cmd::DataArgs),
     /// Train a model from a TOML config.
     Train(train_cmd::TrainArgs),
-    /// Draw a PNG grid of samples from a checkpoint.
+    /// Draw samples from a checkpoint: a .npy array, or a PNG (image grid, or scatter plot of 2-D points).
     Sample(sample_cmd::SampleArgs),
     /// Accuracy, NLL of p(y|x), ECE and mean energy of a checkpoint on a data set.
     Eval(eval_cmd::EvalArgs),

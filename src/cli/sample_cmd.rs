@@ -1,15 +1,17 @@
-use anyhow::bail;
+use anyhow::{bail, Context};
 use ebm::sampling::buffer::uniform;
-use ebm::train::checkpoint;
-use std::path::PathBuf;
-use tch::{Kind, Tensor};
+use ebm::train::checkpoint::{self, Loaded};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
     /// Checkpoint folder, or a run folder (its newest checkpoint).
     #[arg(long)]
     pub ckpt: PathBuf,
-    /// Output PNG.
+    /// Output file; its extension decides the format (any other is an error). `.npy`: the samples as a float32 array
+    /// [N, ...shape] (images [N, C, H, W] in model space, points [N, D]), readable by
+    /// `ebm data npy:FILE` and numpy. `.png`: a grid for images, a scatter plot for 2-D points.
     #[arg(long)]
     pub out: PathBuf,
     /// Number of samples (unconditional).
@@ -18,28 +20,117 @@ pub struct SampleArgs {
     /// SGLD steps to run (default: the training config's sgld.steps).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Draw N samples of each class, one row per class (conditional: E(x|y) = -f(x)[y]).
+    /// Draw N samples of each class, one row per class (conditional: E(x|y) = -f(x)[y]); in a
+    /// .npy, rows k*N..(k+1)*N are class k.
     #[arg(long)]
     pub per_class: Option<i64>,
-    /// Start the chains from the checkpoint's replay buffer or from uniform noise.
+    /// Start the chains from the checkpoint's replay buffer or from uniform noise U(-r, r).
     #[arg(long, default_value = "buffer", value_parser = ["buffer", "noise"])]
     pub from: String,
+    /// Half-width r of the box [-r, r] that fresh chains (--from noise) start in and clamped
+    /// samplers keep to. Default: the trainer's value, 1 for images; for points the training
+    /// data's largest |value| + 10% (at least 1), recomputed from the checkpoint's data.spec; if
+    /// that data cannot be loaded, the replay buffer's largest |value| (at least 1), else 1.
+    #[arg(long, value_name = "R")]
+    pub init_range: Option<f64>,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// CPU threads for libtorch (0: its default, but one thread for models on points, which run
+    /// fastest so).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
+/// What `--out` asks for, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Png,
+    Npy,
+}
+
+fn out_format(out: &Path) -> anyhow::Result<Format> {
+    let ext = out.extension().map(|e| e.to_string_lossy().to_lowercase());
+    match ext.as_deref() {
+        Some("png") => Ok(Format::Png),
+        Some("npy") => Ok(Format::Npy),
+        Some(e) => bail!(
+            "{}: unknown output extension `.{e}`: use .png (an image grid, or a scatter plot of 2-D points) or .npy (the samples as a float32 array)",
+            out.display()
+        ),
+        None => bail!(
+            "{}: the output has no extension: use .png (an image grid, or a scatter plot of 2-D points) or .npy (the samples as a float32 array)",
+            out.display()
+        ),
+    }
+}
+
+/// The half-width of the chains' box and where it came from (see `--init-range`).
+fn chain_range(a: &SampleArgs, m: &Loaded) -> anyhow::Result<(f64, String)> {
+    if let Some(r) = a.init_range {
+        if !(r.is_finite() && r > 0.0) {
+            bail!("--init-range must be a positive number, not {r}");
+        }
+        return Ok((r, "--init-range".into()));
+    }
+    if m.net.input_shape().len() == 3 {
+        return Ok((1.0, "images".into()));
+    }
+    let spec = &m.config.data.spec;
+    let data_err = match ebm::data::load(spec, &ebm::data::LoadOptions::default()) {
+        Ok(ds) if ds.shape == m.config.model.input_shape => {
+            return Ok((ds.chain_range(), format!("the training data {spec}")))
+        }
+        Ok(ds) => format!("its examples have shape {:?}", ds.shape),
+        Err(e) => format!("{e:#}"),
+    };
+    let (r, from) = match &m.buffer {
+        Some(buf) => {
+            let max = tch::no_grad(|| buf.abs().max().to_kind(Kind::Double).double_value(&[]));
+            (if max.is_finite() { max.max(1.0) } else { 1.0 }, "the replay buffer's extent")
+        }
+        None => (1.0, "the default, the checkpoint having no replay buffer"),
+    };
+    eprintln!("note: cannot recompute the chains' range from the training data {spec} ({data_err}); using {r:.4} from {from} (set --init-range to choose)");
+    Ok((r, from.into()))
+}
+
+/// Writes `x` as a float32 `.npy` of its shape.
+fn write_npy(x: &Tensor, path: &Path) -> anyhow::Result<()> {
+    let x = x.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+    let numel: usize = shape.iter().product();
+    let mut values = vec![0f32; numel];
+    x.copy_data(&mut values, numel);
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
+    }
+    ebm::data::npy::write(path, "<f4", &shape, &bytes)
+}
+
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+    let format = out_format(&a.out)?;
     let device = ebm::device::parse_device(&a.device)?;
     tch::manual_seed(a.seed as i64);
     let m = checkpoint::load_model(&a.ckpt, device)?;
     let shape = m.net.input_shape();
-    if shape.len() != 3 {
-        bail!("{}: the model takes points of shape {shape:?}; sample grids need images", m.dir.display());
+    let is_image = shape.len() == 3;
+    if format == Format::Png && !is_image && shape != [2] {
+        bail!(
+            "{}: the model takes points of shape {shape:?}; a PNG scatter plot needs 2-D points: use --out FILE.npy",
+            m.dir.display()
+        );
     }
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads as i32);
+    } else if !is_image {
+        tch::set_num_threads(1);
+    }
+    let (range, range_from) = chain_range(&a, &m)?;
     let steps = a.steps.unwrap_or(m.config.sampler.steps);
-    let sampler = ebm::sampling::from_config(&m.config.sampler, (-1.0, 1.0));
+    let sampler = ebm::sampling::from_config(&m.config.sampler, (-range, range));
     let (n, y) = match a.per_class {
         Some(k) => {
             if !m.config.model.is_conditional() {
@@ -70,7 +161,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         _ => {
             let mut dims = vec![n];
             dims.extend(&shape);
-            uniform(&dims, 1.0, device)
+            uniform(&dims, range, device)
         }
     };
     let chains = match &y {
@@ -79,17 +170,38 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     };
     let x = chains.x;
     let accepted = chains.acceptance.map(|a| format!(", acceptance rate {:.3}", a.double_value(&[])));
-    let ncol = a.per_class.unwrap_or(0) as usize;
-    ebm::eval::grid::save_grid(&x, ncol, &a.out)?;
+    let what = match format {
+        Format::Npy => {
+            write_npy(&x, &a.out)?;
+            format!("a float32 array {:?}", x.size())
+        }
+        Format::Png if is_image => {
+            ebm::eval::grid::save_grid(&x, a.per_class.unwrap_or(0) as usize, &a.out)?;
+            "a grid".to_string()
+        }
+        Format::Png => {
+            let xs = x.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
+            let mut flat = vec![0f64; 2 * n as usize];
+            xs.copy_data(&mut flat, 2 * n as usize);
+            let points: Vec<[f64; 2]> = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+            let labels: Option<Vec<i64>> =
+                y.as_ref().map(|y| Vec::<i64>::try_from(y.to_device(Device::Cpu)).unwrap_or_default());
+            let title = format!("{n} samples: {steps} {} steps from {}", sampler.name(), a.from);
+            ebm::eval::plots::scatter_plot(&points, labels.as_deref(), range, &title, &a.out)?;
+            "a scatter plot".to_string()
+        }
+    };
+    let non_finite = tch::no_grad(|| x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]));
     let e = tch::no_grad(|| m.net.energy(&x, false).mean(Kind::Float).double_value(&[]));
     println!(
-        "wrote {} samples ({} {} steps from {}) to {}; mean energy {e:.4}{}",
+        "wrote {} samples ({} {} steps from {}, chains' range [-{range:.4}, {range:.4}] from {range_from}) as {what} to {}; mean energy {e:.4}{}{}",
         n,
         steps,
         sampler.name(),
         a.from,
         a.out.display(),
-        accepted.unwrap_or_default()
+        accepted.unwrap_or_default(),
+        if non_finite > 0 { format!("; {non_finite} values are not finite") } else { String::new() }
     );
     Ok(())
 }

@@ -158,6 +158,19 @@ impl Dataset {
         }
     }
 
+    /// Half-width r of the box [-r, r] where fresh SGLD chains start and clamped samplers stay:
+    /// 1 for images (model space); for points the data's largest |value| with a 10% margin, at
+    /// least 1. The trainer's rule (`train::run_data`), repeated here for `ebm sample`, which
+    /// recomputes it from a checkpoint's training data.
+    pub fn chain_range(&self) -> f64 {
+        if self.is_image() {
+            1.0
+        } else {
+            let (lo, hi) = self.value_range();
+            (lo.abs().max(hi.abs()) as f64 * 1.1).max(1.0)
+        }
+    }
+
     /// Number of examples of each class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];
@@ -167,5 +180,19 @@ impl Dataset {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_range_is_the_trainers_rule() {
+        let points = |v: Vec<f32>| Dataset::new("p", Pixels::F32(v), vec![2], None, Vec::new()).unwrap();
+        assert!((points(vec![0.5, -3.0, 2.0, 1.0]).chain_range() - 3.3).abs() < 1e-6);
+        assert_eq!(points(vec![0.1, -0.2]).chain_range(), 1.0);
+        let images = Dataset::new("i", Pixels::U8(vec![0, 255, 7]), vec![3, 1, 1], None, Vec::new()).unwrap();
+        assert_eq!(images.chain_range(), 1.0);
     }
 }

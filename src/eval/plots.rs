@@ -1,5 +1,6 @@
 //! PNG plots drawn with `plotters`: the reliability diagram (accuracy per confidence bin against
-//! the diagonal, with counts), ROC curves, seed 004's band plots and pairs of 2-D density heatmaps.
+//! the diagonal, with counts), ROC curves, seed 004's band plots, pairs of 2-D density heatmaps
+//! and scatter plots of 2-D samples.
 //! Text uses the embedded DejaVu Sans font.
 use super::calibration::Calibration;
 use anyhow::{anyhow, Context};
@@ -263,6 +264,66 @@ pub fn density_pair(
                     Rectangle::new([(x0, y0), (x0 + side, y0 + side)], colour.filled())
                 }))
                 .map_err(|e| anyhow!("plot: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// A scatter plot of 2-D points on a square of equal axes: [-half, half]^2, widened to take in
+/// every finite point (non-finite points are left out and counted in the title). With `classes`
+/// (one per point) each class gets its colour and a legend entry.
+pub fn scatter_plot(
+    points: &[[f64; 2]],
+    classes: Option<&[i64]>,
+    half: f64,
+    title: &str,
+    path: &Path,
+) -> crate::Result<()> {
+    if classes.is_some_and(|c| c.len() != points.len()) {
+        anyhow::bail!("scatter_plot: {} classes for {} points", classes.map_or(0, <[i64]>::len), points.len());
+    }
+    let finite = |p: &[f64; 2]| p[0].is_finite() && p[1].is_finite();
+    let dropped = points.iter().filter(|p| !finite(p)).count();
+    let extent = points.iter().filter(|p| finite(p)).fold(half, |m, p| m.max(p[0].abs()).max(p[1].abs()));
+    let lim = extent * 1.02;
+    let mut caption = title.to_string();
+    if half < extent {
+        caption += &format!("; square: [-{half:.2}, {half:.2}]");
+    }
+    if dropped > 0 {
+        caption += &format!(" ({dropped} non-finite left out)");
+    }
+    render_sized(path, (720, 720), |root| {
+        let mut chart = frame(root, &caption, ("x1", "x2"), -lim..lim, -lim..lim)?;
+        if half < extent {
+            // The box the chains started in, when some points left it.
+            let corners = [(-half, -half), (half, -half), (half, half), (-half, half), (-half, -half)];
+            chart.draw_series(LineSeries::new(corners, BLACK.mix(0.4))).map_err(|e| anyhow!("plot: {e}"))?;
+        }
+        let radius = if points.len() > 2000 { 1 } else { 2 };
+        match classes {
+            None => {
+                let style = BLUE.mix(0.5).filled();
+                chart
+                    .draw_series(points.iter().filter(|p| finite(p)).map(|p| Circle::new((p[0], p[1]), radius, style)))
+                    .map_err(|e| anyhow!("plot: {e}"))?;
+            }
+            Some(classes) => {
+                let mut labels: Vec<i64> = classes.to_vec();
+                labels.sort_unstable();
+                labels.dedup();
+                for (i, &k) in labels.iter().enumerate() {
+                    let colour = Palette99::pick(i).to_rgba();
+                    let style = colour.mix(0.6).filled();
+                    let of_k = points.iter().zip(classes).filter(|(p, &c)| c == k && finite(p));
+                    chart
+                        .draw_series(of_k.map(|(p, _)| Circle::new((p[0], p[1]), radius, style)))
+                        .map_err(|e| anyhow!("plot: {e}"))?
+                        .label(format!("class {k}"))
+                        .legend(move |(x, y)| Circle::new((x + 7, y), 4, colour.filled()));
+                }
+                legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+            }
         }
         Ok(())
     })
