@@ -160,8 +160,8 @@ impl Dataset {
 
     /// Half-width r of the box [-r, r] where fresh SGLD chains start and clamped samplers stay:
     /// 1 for images (model space); for points the data's largest |value| with a 10% margin, at
-    /// least 1. The trainer's rule (`train::run_data`), repeated here for `ebm sample`, which
-    /// recomputes it from a checkpoint's training data.
+    /// least 1. The trainer's chains use it (`train::run_data`), and `ebm sample` recomputes it
+    /// from a checkpoint's training data.
     pub fn chain_range(&self) -> f64 {
         if self.is_image() {
             1.0

@@ -38,7 +38,7 @@ impl RunData {
             augment: cfg.data.augment && full.is_image(),
             noise_sigma: if full.is_image() { cfg.data.noise_sigma as f32 } else { 0.0 },
         };
-        let range = data_range(&full);
+        let range = full.chain_range();
         Ok(RunData { full, valid, test, plan, range })
     }
 }
@@ -58,14 +58,4 @@ fn load_checked(spec: &str, cfg: &TrainConfig) -> crate::Result<Dataset> {
         }
     }
     Ok(ds)
-}
-
-/// [-1, 1] for images; for points the data's extent with a 10% margin, at least 1.
-fn data_range(ds: &Dataset) -> f64 {
-    if ds.is_image() {
-        1.0
-    } else {
-        let (lo, hi) = ds.value_range();
-        (lo.abs().max(hi.abs()) as f64 * 1.1).max(1.0)
-    }
 }
