@@ -291,18 +291,17 @@ pub fn time_sampler(cfg: &TrainConfig, iters: usize, warmup: usize, device: Devi
 /// The settings of a case in words.
 pub fn describe(case: Case, cfg: &TrainConfig) -> String {
     let s = &cfg.sampler;
+    let (label, n) = (cfg.model.label(), cfg.data.batch_size);
     match case {
-        Case::Jem => format!("{}, batch {}, {} SGLD steps", cfg.model.label(), cfg.data.batch_size, s.steps),
-        Case::Sampler2d => format!(
-            "{}, {} points, {} {:?} Langevin steps of size {}",
-            cfg.model.label(),
-            cfg.data.batch_size,
-            s.steps,
-            s.variant,
-            s.step_size
-        )
-        .replace("Textbook", "textbook (ULA)")
-        .replace("Jem", "JEM-form"),
+        Case::Jem => format!("{label}, batch {n}, {} SGLD steps", s.steps),
+        Case::Sampler2d => {
+            let form = match s.variant {
+                SgldVariant::Textbook => "textbook (ULA)",
+                SgldVariant::Jem => "JEM-form",
+                SgldVariant::Igebm => "IGEBM-form",
+            };
+            format!("{label}, {n} points, {} {form} Langevin steps of size {}", s.steps, s.step_size)
+        }
     }
 }
 
