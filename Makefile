@@ -2,7 +2,7 @@
 CARGO ?= cargo
 EBM := target/release/ebm
 
-.PHONY: setup build test demo lint bench gpu-smoke clean-demo fuzz
+.PHONY: setup build test demo lint bench bench-compare gpu-smoke clean-demo fuzz
 
 setup:
 	@bash scripts/setup-libtorch.sh
@@ -26,6 +26,16 @@ bench: build
 # scripts/gpu-checks.sh in its CPU smoke mode (the GPU checks' plumbing, tiny sizes, 10-40 s on 2 cores).
 gpu-smoke: build
 	bash scripts/gpu-checks.sh "$$(mktemp -d)" --smoke
+
+# ebm against the plain-PyTorch reference (scripts/pytorch_reference.py), sides alternating:
+# JEM's step on WRN-10-2, batch 16, 5 and 20 SGLD steps, 2 threads (target: ebm <= 0.9x PyTorch);
+# the 2-D sampler, 1,000 ULA steps on 1,000 points of mlp-2d, 1 thread (target: <= 0.5x).
+ROUNDS ?= 5
+BENCH_DEVICE ?= cpu
+bench-compare: build
+	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 5 --threads 2
+	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 20 --threads 2
+	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sampler-steps 1000 --threads 1
 
 clean-demo:
 	rm -rf checkpoints/demo

@@ -3,6 +3,7 @@
 //! and of the data loader; the device-against-CPU agreement check ([`agreement`]); peak memory
 //! ([`memory`]: RSS on the CPU, NVML on CUDA). Run it beside the reference code at equal settings.
 pub mod agreement;
+pub mod compare;
 pub mod memory;
 
 pub use memory::{peak_rss_mib, rss_mib};

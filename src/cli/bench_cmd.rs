@@ -1,4 +1,5 @@
 use anyhow::{bail, Context};
+use ebm::bench::compare::{self, Case, CaseComparison, SideRun};
 use ebm::bench::TrainBench;
 use ebm::config::{FastMode, ModelConfig, TrainConfig};
 use std::path::PathBuf;
@@ -27,9 +28,15 @@ pub struct BenchArgs {
     /// Sampler steps per draw (sgld.steps; default 20, or the config's).
     #[arg(long)]
     pub sgld_steps: Option<usize>,
-    /// Timed iterations (after one untimed warm-up).
+    /// Timed iterations (after --warmup untimed ones).
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    /// Untimed iterations before the timed ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// libtorch CPU threads (default: the config's train.threads, else libtorch's default).
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Also measure the data loader on this spec (augmented images per second).
@@ -44,6 +51,30 @@ pub struct BenchArgs {
     /// (relative errors of energy, input gradient, parameter gradients; batch at most 16).
     #[arg(long)]
     pub agreement: bool,
+    /// Time one case as --compare-pytorch does (float32; the median of per-iteration times):
+    /// `jem`, the training step of the config above, or `sampler2d`, the sampler of
+    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sampler-steps steps on
+    /// --points points; with --compare-pytorch also `both` (default there: jem).
+    #[arg(long, value_name = "jem|sampler2d|both")]
+    pub case: Option<String>,
+    /// Run ebm and the plain-PyTorch reference (scripts/pytorch_reference.py, with the
+    /// repository's .venv/bin/python) alternately, each run in its own process, at equal settings
+    /// (config, threads, device, iterations), --rounds times; print each side's min/median/max
+    /// s per iteration, peak memory and the ebm/PyTorch ratios.
+    #[arg(long)]
+    pub compare_pytorch: bool,
+    /// Rounds of --compare-pytorch (one ebm run and one PyTorch run each).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Points of the sampler2d case.
+    #[arg(long, default_value_t = 1000)]
+    pub points: usize,
+    /// Langevin steps per timed run of the sampler2d case.
+    #[arg(long, default_value_t = 1000)]
+    pub sampler_steps: usize,
+    /// The Python of the reference (default: .venv/bin/python of the repository).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -110,6 +141,10 @@ fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     let exe = std::env::current_exe().context("cannot find the ebm executable")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["bench", "--iters", &a.iters.to_string(), "--device", &a.device, "--fast", mode, "--json"]);
+    cmd.args(["--warmup", &a.warmup.to_string()]);
+    if let Some(t) = a.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
     if let Some(c) = &a.config {
         cmd.arg("--config").arg(c);
     }
@@ -143,9 +178,210 @@ fn gpu_memory_text(t: &TrainBench) -> String {
     }
 }
 
+/// The config of one case: `bench_config` for jem; for sampler2d configs/toy2d-pcd.toml (or
+/// --config) with --points, --sampler-steps and the `--set` overrides.
+fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
+    if case == Case::Jem {
+        return bench_config(a);
+    }
+    let jem_flags = a.preset.is_some() || a.depth.is_some() || a.width.is_some();
+    if a.case.as_deref().map(str::trim) == Some("sampler2d")
+        && (jem_flags || a.batch.is_some() || a.sgld_steps.is_some())
+    {
+        bail!("--preset, --depth, --width, --batch and --sgld-steps set the jem case; sampler2d takes --points and --sampler-steps");
+    }
+    let (base, origin) = match &a.config {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d-pcd.toml".to_string()),
+    };
+    let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={}", a.sampler_steps)];
+    set.extend(a.set.iter().cloned());
+    TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
+}
+
+/// libtorch's CPU threads for `cfg`: --threads, else the config's train.threads, else the default.
+fn threads_for(a: &BenchArgs, cfg: &TrainConfig) -> i32 {
+    match (a.threads, cfg.train.threads) {
+        (Some(n), _) if n > 0 => n as i32,
+        (_, n) if n > 0 => n as i32,
+        _ => tch::get_num_threads(),
+    }
+}
+
+/// `ebm bench --case C`: one side of the comparison, in this process.
+fn one_case(a: &BenchArgs, case: Case, device: tch::Device) -> anyhow::Result<()> {
+    let cfg = case_config(a, case)?;
+    tch::set_num_threads(threads_for(a, &cfg));
+    let r = match case {
+        Case::Jem => compare::time_jem(&cfg, a.iters.max(1), a.warmup, device)?,
+        Case::Sampler2d => compare::time_sampler(&cfg, a.iters.max(1), a.warmup, device)?,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "case               {}: {} ({} parameters), float32",
+        case.name(),
+        compare::describe(case, &cfg),
+        r.parameters
+    );
+    println!("device             {} ({} threads)", r.device, r.threads);
+    println!(
+        "s per iteration    {:.4} (median of {}; mean {:.4})",
+        r.seconds_per_iter, r.iters, r.seconds_per_iter_mean
+    );
+    if let Some(m) = r.peak_rss_mib {
+        println!("peak RSS (MiB)     {m:.0}");
+    }
+    if let Some(m) = r.gpu_peak_mib {
+        println!("peak GPU MiB       {m:.0} (NVML, device-wide; before: {:.0})", r.gpu_before_mib.unwrap_or(f64::NAN));
+    }
+    if r.diverged > 0 {
+        println!("                   ({} timed steps diverged on the random data: their time counts)", r.diverged);
+    }
+    Ok(())
+}
+
+/// Runs `ebm bench --case C --json` in a child process at `threads` and reads its result.
+fn case_in_child(a: &BenchArgs, case: Case, device: tch::Device, threads: i32) -> anyhow::Result<SideRun> {
+    let exe = std::env::current_exe().context("cannot find the ebm executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    let device = ebm::device::device_name(device);
+    let (iters, warmup, threads) = (a.iters.max(1).to_string(), a.warmup.to_string(), threads.to_string());
+    cmd.args(["bench", "--case", case.name(), "--json", "--iters", &iters, "--warmup", &warmup]);
+    cmd.args(["--device", &device, "--threads", &threads]);
+    if let Some(c) = &a.config {
+        cmd.arg("--config").arg(c);
+    }
+    let flags = match case {
+        Case::Jem => vec![
+            ("--preset", a.preset.clone()),
+            ("--depth", a.depth.map(|v| v.to_string())),
+            ("--width", a.width.map(|v| v.to_string())),
+            ("--batch", a.batch.map(|v| v.to_string())),
+            ("--sgld-steps", a.sgld_steps.map(|v| v.to_string())),
+        ],
+        Case::Sampler2d => {
+            vec![("--points", Some(a.points.to_string())), ("--sampler-steps", Some(a.sampler_steps.to_string()))]
+        }
+    };
+    for (flag, v) in flags {
+        if let Some(v) = v {
+            cmd.args([flag, &v]);
+        }
+    }
+    for s in &a.set {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
+    if !out.status.success() {
+        bail!("the `--case {}` bench process failed ({})", case.name(), out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("unreadable bench output")
+}
+
+/// The largest peak memory of a side's runs, as text: RSS on the CPU, NVML on CUDA (with
+/// PyTorch's allocator maxima where known).
+fn memory_text(runs: &[SideRun]) -> String {
+    let max = |f: &dyn Fn(&SideRun) -> Option<f64>| runs.iter().filter_map(f).reduce(f64::max);
+    let mut text = match (max(&|r| r.gpu_peak_mib), max(&|r| r.peak_rss_mib)) {
+        (Some(g), _) => format!("GPU {g:.0}"),
+        (None, Some(m)) => format!("RSS {m:.0}"),
+        (None, None) => "unavailable".into(),
+    };
+    if let (Some(al), Some(re)) = (max(&|r| r.cuda_max_allocated_mib), max(&|r| r.cuda_max_reserved_mib)) {
+        text += &format!(" (allocated {al:.0}, reserved {re:.0})");
+    }
+    text
+}
+
+/// `ebm bench --compare-pytorch`.
+fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
+    let cases = Case::parse_list(a.case.as_deref().unwrap_or("jem"))?;
+    if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty()) {
+        bail!("--config and --set apply to one case: run --case jem and --case sampler2d separately");
+    }
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let (python, script) = compare::find_reference(a.python.as_deref())?;
+    let mut results = Vec::new();
+    for case in cases {
+        let cfg = case_config(a, case)?;
+        let threads = threads_for(a, &cfg);
+        let args = compare::reference_args(case, &cfg, a.iters.max(1), a.warmup, threads, device)?;
+        let settings = format!("{}, {threads} threads", compare::describe(case, &cfg));
+        eprintln!("bench: {} ({settings}): {} rounds of ebm and PyTorch, alternating", case.name(), a.rounds);
+        let (ebm_runs, torch_runs) = compare::alternate(
+            a.rounds,
+            || case_in_child(a, case, device, threads),
+            || compare::run_reference(&python, &script, &args),
+        )?;
+        results.push(CaseComparison::new(case, settings, ebm_runs, torch_runs));
+    }
+    let torch = results[0].pytorch[0].torch.clone().unwrap_or_else(|| "?".into());
+    if a.json {
+        let v = serde_json::json!({
+            "rounds": a.rounds,
+            "iters": a.iters.max(1),
+            "warmup": a.warmup,
+            "device": ebm::device::device_name(device),
+            "torch": torch,
+            "python": python,
+            "script": script,
+            "cases": results,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "ebm against plain PyTorch {torch} ({}), {}, float32: {} rounds, sides alternating",
+        compare::SCRIPT,
+        ebm::device::device_name(device),
+        a.rounds
+    );
+    println!("s per iteration: each run's median of {} timed iterations (after {} untimed)", a.iters.max(1), a.warmup);
+    for c in &results {
+        println!();
+        println!("{}: {} ({} parameters)", c.case, c.settings, c.ebm[0].parameters);
+        println!("{:<17}{:>10}{:>10}{:>10}   peak memory MiB", "", "min", "median", "max");
+        for (name, s, runs) in
+            [("ebm s/iter", &c.ebm_seconds, &c.ebm), ("PyTorch s/iter", &c.pytorch_seconds, &c.pytorch)]
+        {
+            println!("{name:<17}{:>10.4}{:>10.4}{:>10.4}   {}", s.min, s.median, s.max, memory_text(runs));
+        }
+        let verdict = if c.meets_target { "met" } else { "not met" };
+        let r = &c.ratio;
+        println!(
+            "{:<17}{:>10.3}{:>10.3}{:>10.3}   target <= {:.2}: {verdict}",
+            "ebm / PyTorch", r.min, r.median, r.max, c.target
+        );
+        let per_round: Vec<String> = c.ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!("ratio per round  {}", per_round.join(" "));
+        if c.ebm.iter().chain(&c.pytorch).any(|r| r.diverged > 0) {
+            println!("                 (some timed steps diverged on the random data: their time counts)");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
+    if a.compare_pytorch {
+        return compare_pytorch(&a, device);
+    }
+    if let Some(case) = &a.case {
+        match Case::parse_list(case)?.as_slice() {
+            [one] => return one_case(&a, *one, device),
+            _ => bail!("--case both needs --compare-pytorch"),
+        }
+    }
     let mut cfg = bench_config(&a)?;
+    tch::set_num_threads(threads_for(&a, &cfg));
     let batch = cfg.data.batch_size;
     if a.agreement {
         return agreement(&a, &cfg.model, batch as i64, device);
@@ -157,7 +393,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let mode =
             FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?;
         cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
-        vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), 1, device)?]
+        vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), a.warmup, device)?]
     };
     let t = &runs[0];
     let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);
