@@ -369,6 +369,55 @@ fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bench's table: one column per precision run, their ratio when there are two.
+fn print_table(runs: &[TrainBench], loader: Option<&ebm::bench::LoaderBench>) {
+    let t = &runs[0];
+    let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);
+    println!("model              {} ({} parameters)", t.model, t.parameters);
+    println!("device             {} ({} threads)", t.device, t.threads);
+    println!("batch / SGLD steps {} / {}", t.batch, t.sgld_steps);
+    let row = |name: &str, f: &dyn Fn(&TrainBench) -> String, ratio: Option<f64>| {
+        let mut line = format!("{name:<19}");
+        for r in runs {
+            line += &format!("{:<28}", f(r));
+        }
+        if let Some(x) = ratio {
+            line += &format!("{x:.3}");
+        }
+        println!("{}", line.trim_end());
+    };
+    let ratio_of = |f: &dyn Fn(&TrainBench) -> f64| ratio.map(|_| f(&runs[1]) / f(&runs[0]));
+    let mut header = format!("{:<19}", "");
+    for r in runs {
+        header += &format!("{:<28}", if r.fast { format!("fast ({})", r.precision) } else { r.precision.clone() });
+    }
+    if ratio.is_some() {
+        header += "fast / float32";
+    }
+    println!("{}", header.trim_end());
+    row("s per iteration", &|r| format!("{:.4}", r.seconds_per_iter), ratio);
+    if runs.iter().all(|r| r.sgld_steps_per_second.is_some()) {
+        let rate = |r: &TrainBench| r.sgld_steps_per_second.unwrap_or(f64::NAN);
+        row("SGLD steps per s", &|r| format!("{:.2}", rate(r)), ratio_of(&rate));
+    }
+    row("images per s", &|r| format!("{:.1}", r.images_per_second), ratio_of(&|r| r.images_per_second));
+    if t.peak_rss_mib.is_some() {
+        row("peak RSS (MiB)", &|r| r.peak_rss_mib.map_or("unavailable".into(), |m| format!("{m:.0}")), None);
+    }
+    row("peak GPU MiB", &|r| gpu_memory_text(r), None);
+    if runs.iter().any(|r| r.gpu_memory.is_some()) {
+        println!("                   (NVML, device-wide: includes the CUDA context, the allocator's cache and other processes)");
+    } else if let Some(why) = &t.gpu_memory_unavailable {
+        println!("                   (no NVML reading: {why})");
+    }
+    if runs.iter().any(|r| r.diverged > 0) {
+        println!("                   (the guard discarded some timed steps on the random data: their time counts)");
+    }
+    if let Some(l) = loader {
+        println!("loader             {:.0} augmented images/s ({}, batch {})", l.images_per_second, l.spec, l.batch);
+    }
+}
+
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
     if a.compare_pytorch {
@@ -407,48 +456,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("model              {} ({} parameters)", t.model, t.parameters);
-    println!("device             {} ({} threads)", t.device, t.threads);
-    println!("batch / SGLD steps {} / {}", t.batch, t.sgld_steps);
-    let row = |name: &str, f: &dyn Fn(&TrainBench) -> String, ratio: Option<f64>| {
-        let mut line = format!("{name:<19}");
-        for r in &runs {
-            line += &format!("{:<28}", f(r));
-        }
-        if let Some(x) = ratio {
-            line += &format!("{x:.3}");
-        }
-        println!("{}", line.trim_end());
-    };
-    let ratio_of = |f: &dyn Fn(&TrainBench) -> f64| ratio.map(|_| f(&runs[1]) / f(&runs[0]));
-    let mut header = format!("{:<19}", "");
-    for r in &runs {
-        header += &format!("{:<28}", if r.fast { format!("fast ({})", r.precision) } else { r.precision.clone() });
-    }
-    if ratio.is_some() {
-        header += "fast / float32";
-    }
-    println!("{}", header.trim_end());
-    row("s per iteration", &|r| format!("{:.4}", r.seconds_per_iter), ratio);
-    if runs.iter().all(|r| r.sgld_steps_per_second.is_some()) {
-        let rate = |r: &TrainBench| r.sgld_steps_per_second.unwrap_or(f64::NAN);
-        row("SGLD steps per s", &|r| format!("{:.2}", rate(r)), ratio_of(&rate));
-    }
-    row("images per s", &|r| format!("{:.1}", r.images_per_second), ratio_of(&|r| r.images_per_second));
-    if t.peak_rss_mib.is_some() {
-        row("peak RSS (MiB)", &|r| r.peak_rss_mib.map_or("unavailable".into(), |m| format!("{m:.0}")), None);
-    }
-    row("peak GPU MiB", &|r| gpu_memory_text(r), None);
-    if runs.iter().any(|r| r.gpu_memory.is_some()) {
-        println!("                   (NVML, device-wide: includes the CUDA context, the allocator's cache and other processes)");
-    } else if let Some(why) = &t.gpu_memory_unavailable {
-        println!("                   (no NVML reading: {why})");
-    }
-    if runs.iter().any(|r| r.diverged > 0) {
-        println!("                   (the guard discarded some timed steps on the random data: their time counts)");
-    }
-    if let Some(l) = loader {
-        println!("loader             {:.0} augmented images/s ({}, batch {})", l.images_per_second, l.spec, l.batch);
-    }
+    print_table(&runs, loader.as_ref());
     Ok(())
 }

@@ -110,6 +110,70 @@ fn write_npy(x: &Tensor, path: &Path) -> anyhow::Result<()> {
     ebm::data::npy::write(path, "<f4", &shape, &bytes)
 }
 
+/// The chains' starting points: stored chains of the checkpoint's buffer (of class `y` with a
+/// per-class buffer), or U(-range, range).
+fn starting_points(
+    a: &SampleArgs,
+    m: &Loaded,
+    y: Option<&Tensor>,
+    n: i64,
+    range: f64,
+    device: Device,
+) -> anyhow::Result<Tensor> {
+    Ok(match (&a.from[..], &m.buffer) {
+        ("buffer", Some(buf)) => {
+            let size = buf.size()[0];
+            let idx = match (y, m.config.buffer.per_class) {
+                (Some(y), true) => {
+                    let block = size / m.config.model.num_classes as i64;
+                    y * block + Tensor::randint(block, [n], (Kind::Int64, device))
+                }
+                _ => Tensor::randint(size, [n], (Kind::Int64, device)),
+            };
+            buf.index_select(0, &idx)
+        }
+        ("buffer", None) => bail!("{}: the checkpoint has no replay buffer; use --from noise", m.dir.display()),
+        _ => {
+            let mut dims = vec![n];
+            dims.extend(m.net.input_shape());
+            uniform(&dims, range, device)
+        }
+    })
+}
+
+/// Writes the samples `x` in `format` to `--out`; says what was written.
+fn save(
+    format: Format,
+    x: &Tensor,
+    y: Option<&Tensor>,
+    is_image: bool,
+    a: &SampleArgs,
+    range: f64,
+    title: &str,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Npy => {
+            write_npy(x, &a.out)?;
+            format!("a float32 array {:?}", x.size())
+        }
+        Format::Png if is_image => {
+            ebm::eval::grid::save_grid(x, a.per_class.unwrap_or(0) as usize, &a.out)?;
+            "a grid".to_string()
+        }
+        Format::Png => {
+            let n = x.size()[0] as usize;
+            let xs = x.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
+            let mut flat = vec![0f64; 2 * n];
+            xs.copy_data(&mut flat, 2 * n);
+            let points: Vec<[f64; 2]> = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+            let labels: Option<Vec<i64>> =
+                y.map(|y| Vec::<i64>::try_from(y.to_device(Device::Cpu)).unwrap_or_default());
+            ebm::eval::plots::scatter_plot(&points, labels.as_deref(), range, title, &a.out)?;
+            "a scatter plot".to_string()
+        }
+    })
+}
+
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let format = out_format(&a.out)?;
     let device = ebm::device::parse_device(&a.device)?;
@@ -145,52 +209,15 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if n <= 0 {
         bail!("--n and --per-class must be positive");
     }
-    let x0 = match (&a.from[..], &m.buffer) {
-        ("buffer", Some(buf)) => {
-            let size = buf.size()[0];
-            let idx = match (&y, m.config.buffer.per_class) {
-                (Some(y), true) => {
-                    let block = size / m.config.model.num_classes as i64;
-                    y * block + Tensor::randint(block, [n], (Kind::Int64, device))
-                }
-                _ => Tensor::randint(size, [n], (Kind::Int64, device)),
-            };
-            buf.index_select(0, &idx)
-        }
-        ("buffer", None) => bail!("{}: the checkpoint has no replay buffer; use --from noise", m.dir.display()),
-        _ => {
-            let mut dims = vec![n];
-            dims.extend(&shape);
-            uniform(&dims, range, device)
-        }
-    };
+    let x0 = starting_points(&a, &m, y.as_ref(), n, range, device)?;
     let chains = match &y {
         None => sampler.sample(&|x: &Tensor| m.net.energy(x, false), &x0, steps),
         Some(y) => sampler.sample(&|x: &Tensor| m.net.conditional_energy(x, y, false), &x0, steps),
     };
     let x = chains.x;
     let accepted = chains.acceptance.map(|a| format!(", acceptance rate {:.3}", a.double_value(&[])));
-    let what = match format {
-        Format::Npy => {
-            write_npy(&x, &a.out)?;
-            format!("a float32 array {:?}", x.size())
-        }
-        Format::Png if is_image => {
-            ebm::eval::grid::save_grid(&x, a.per_class.unwrap_or(0) as usize, &a.out)?;
-            "a grid".to_string()
-        }
-        Format::Png => {
-            let xs = x.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
-            let mut flat = vec![0f64; 2 * n as usize];
-            xs.copy_data(&mut flat, 2 * n as usize);
-            let points: Vec<[f64; 2]> = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
-            let labels: Option<Vec<i64>> =
-                y.as_ref().map(|y| Vec::<i64>::try_from(y.to_device(Device::Cpu)).unwrap_or_default());
-            let title = format!("{n} samples: {steps} {} steps from {}", sampler.name(), a.from);
-            ebm::eval::plots::scatter_plot(&points, labels.as_deref(), range, &title, &a.out)?;
-            "a scatter plot".to_string()
-        }
-    };
+    let title = format!("{n} samples: {steps} {} steps from {}", sampler.name(), a.from);
+    let what = save(format, &x, y.as_ref(), is_image, &a, range, &title)?;
     let non_finite = tch::no_grad(|| x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]));
     let e = tch::no_grad(|| m.net.energy(&x, false).mean(Kind::Float).double_value(&[]));
     println!(
