@@ -178,26 +178,33 @@ sample_every = 0
 ckpt_every = 0
 "#;
 
-/// How much lower the fast mode's test accuracy may be than float32's on the same run (200 steps
-/// do not take float32 far: about 0.6 measured, so the test only asks for 0.4).
+/// How much lower the fast mode's mean test accuracy may be than float32's over the same seeds
+/// (200 steps do not take float32 far, and one seed swings it from 0.62 to 0.86 (measured), so
+/// the comparison is of means over three seeds, and float32 only has to reach 0.4).
 const ACCURACY_MARGIN: f64 = 0.10;
 
 #[test]
 fn a_short_fast_mode_run_learns_as_well_as_float32() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "shapes.toml", SHAPES_RUN);
-    let run = |fast: &str| {
-        let out = dir.path().join(format!("run-{fast}"));
+    let run = |fast: &str, seed: u64| {
+        let out = dir.path().join(format!("run-{fast}-{seed}"));
         let args = ["train", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet", "--json"];
-        let s = summary(&ok(&[&args[..], &["--fast", fast]].concat()));
+        let seed = seed.to_string();
+        let s = summary(&ok(&[&args[..], &["--fast", fast, "--seed", &seed]].concat()));
         let saved: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(saved["train"]["fast"], serde_json::json!(fast == "on"), "config.json records the switch");
         (s["test_acc"].as_f64().unwrap(), s["seconds"].as_f64().unwrap())
     };
-    let (acc32, t32) = run("off");
-    let (acc16, t16) = run("on");
-    println!("test accuracy float32 {acc32:.3} ({t32:.1} s), fast {acc16:.3} ({t16:.1} s)");
+    let seeds = [1, 2, 3];
+    let mean = |fast: &str| {
+        let runs: Vec<(f64, f64)> = seeds.iter().map(|&s| run(fast, s)).collect();
+        println!("{fast}: test accuracies and seconds {runs:?}");
+        runs.iter().map(|r| r.0).sum::<f64>() / runs.len() as f64
+    };
+    let (acc32, acc16) = (mean("off"), mean("on"));
+    println!("mean test accuracy over seeds {seeds:?}: float32 {acc32:.3}, fast {acc16:.3}");
     assert!(acc32 > 0.4, "float32 did not learn: {acc32}");
     assert!(acc16 >= acc32 - ACCURACY_MARGIN, "fast {acc16} vs float32 {acc32}");
 }
