@@ -204,21 +204,24 @@ skip() {
 step info "ebm info (versions, CUDA, cuDNN, threads)" 90 "$EBM" info --json
 
 # 1. Seconds per training step, float32 and fast mode (and plain PyTorch when ebm can).
+# The PyTorch reference builds WRNs only, so its comparison uses a WRN in the smoke run too.
 if [ $SMOKE = 1 ]; then
   bench=(--device cpu --preset convnet-small --width 8 --batch 4 --sgld-steps 2 --iters 1)
+  compare=(--device cpu --preset wrn-16-2 --depth 10 --width 1 --batch 4 --sgld-steps 2 --iters 1 --rounds 1)
 else
   bench=(--device cuda --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 5)
+  compare=(--device cuda --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 5 --rounds 2)
 fi
+step bench "training step: float32 and fast mode" 240 "$EBM" bench "${bench[@]}" --fast both --json
 bench_help=$("$EBM" bench --help 2>&1)
 if [[ $bench_help == *compare-pytorch* ]]; then
-  meta pytorch_reference "run by ebm bench --compare-pytorch"
-  step bench "training step: float32, fast mode and plain PyTorch" 240 \
-    "$EBM" bench "${bench[@]}" --fast both --compare-pytorch --json
+  meta pytorch_reference "run by ebm bench --compare-pytorch (step pytorch)"
+  step pytorch "training step: ebm float32 against plain PyTorch, alternating" 240 \
+    "$EBM" bench "${compare[@]}" --case jem --compare-pytorch --json
 else
   ref=absent
   [ ! -e scripts/pytorch_reference.py ] || ref=present
   meta pytorch_reference "SKIPPED: this ebm bench has no --compare-pytorch (scripts/pytorch_reference.py $ref)"
-  step bench "training step: float32 and fast mode" 240 "$EBM" bench "${bench[@]}" --fast both --json
 fi
 
 # 2. One JEM step on the device against float32 on the CPU.

@@ -39,12 +39,16 @@ fn the_smoke_run_writes_one_report_and_passes() {
     files.sort();
     assert_eq!(files, ["checks.log", "report.json", "report.md", "samples.png"]);
     let ids: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["info", "bench", "agreement", "train-leg1", "train-leg2", "eval", "sample"]);
+    assert_eq!(ids, ["info", "bench", "pytorch", "agreement", "train-leg1", "train-leg2", "eval", "sample"]);
     // The bench times both precisions; the agreement's float32 row passes.
     let bench = &step(&r, "bench")["result"];
     for mode in ["float32", "fast"] {
         assert!(bench[mode]["seconds_per_iter"].as_f64().unwrap() > 0.0, "{bench}");
     }
+    // ebm against the PyTorch reference, on a WRN (the reference builds WRNs only).
+    let case = &step(&r, "pytorch")["result"]["cases"][0];
+    assert!(case["ratio"]["median"].as_f64().unwrap() > 0.0, "{case}");
+    assert!(md.contains("ebm float32 against plain PyTorch"), "{md}");
     let rows = step(&r, "agreement")["result"]["agreement"].as_array().unwrap().clone();
     assert!(rows.iter().any(|row| row["precision"] == "float32" && row["pass"] == true), "{rows:?}");
     // Leg 2 resumed leg 1: 3 + 3 steps; eval counted the test set.
@@ -79,11 +83,11 @@ fn a_failing_step_is_reported_and_the_script_goes_on() {
     let out = dir.path().join("out");
     let (code, r, md, _) = smoke(&out, &fake);
     assert_eq!(code, 1, "{md}");
-    assert_eq!(r["failed"], serde_json::json!(["bench", "agreement"]), "{md}");
+    assert_eq!(r["failed"], serde_json::json!(["bench", "pytorch", "agreement"]), "{md}");
     let bench = step(&r, "bench");
     assert_eq!((bench["status"].as_str(), bench["exit_code"].as_i64()), (Some("FAILED"), Some(3)));
     assert!(bench["note"].as_str().unwrap().contains("injected failure"), "{bench}");
     // The training legs after it still ran.
     assert_eq!(step(&r, "train-leg2")["status"], "PASS", "{md}");
-    assert!(md.contains("**FAILED: bench, agreement**"), "{md}");
+    assert!(md.contains("**FAILED: bench, pytorch, agreement**"), "{md}");
 }
