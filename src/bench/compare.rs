@@ -1,22 +1,21 @@
 //! `ebm bench --compare-pytorch`: ebm against a plain-PyTorch reference (scripts/pytorch_reference.py,
 //! run with the project's `.venv/bin/python`) at equal settings, each side in its own process,
 //! the two alternating round after round. Two cases:
-//! - `jem`: the trainer's own step ([`Trainer::step`]) of a JEM config;
+//! - `jem`: the trainer's own step ([`crate::train::Trainer::step`]) of a JEM config;
 //! - `sampler2d`: the configured sampler of configs/toy2d-pcd.toml (the mlp-2d energy, textbook
 //!   ULA with step 0.01) for `sgld.steps` steps on `data.batch_size` points.
 //!
 //! Both sides run float32, time every iteration on its own (synchronising a GPU) and report the
 //! median, so one iteration slowed by a shared machine moves neither side.
 use super::memory::{peak_rss_mib, PeakSampler};
+use super::{timed, JemStep};
 use crate::config::{
     Activation, Architecture, FastMode, Head, Norm, OptimizerKind, SamplerKind, SgldVariant, TrainConfig,
 };
 use crate::models::{count_parameters, EnergyNet};
-use crate::train::{Step, Trainer};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// The reference script, relative to the repository root.
@@ -179,36 +178,10 @@ pub fn alternate(
     Ok((e, p))
 }
 
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
-
-/// Per-iteration times of `iters` calls of `f` after `warmup` untimed ones, and how many returned
-/// true (diverged).
-fn timed(iters: usize, warmup: usize, device: Device, mut f: impl FnMut() -> bool) -> (Vec<f64>, usize) {
-    for _ in 0..warmup {
-        f();
-    }
-    sync(device);
-    let mut times = Vec::with_capacity(iters);
-    let mut diverged = 0;
-    for _ in 0..iters {
-        let t0 = Instant::now();
-        diverged += f() as usize;
-        sync(device);
-        times.push(t0.elapsed().as_secs_f64());
-    }
-    (times, diverged)
-}
-
 /// NVML's peak-memory sampler on CUDA (None elsewhere or without NVML); cuDNN autotuning on, as
 /// the reference sets it.
 fn gpu_peak(device: Device) -> Option<PeakSampler> {
-    let Device::Cuda(i) = device else { return None };
-    tch::Cuda::cudnn_set_benchmark(true);
-    PeakSampler::start(i as u32, std::time::Duration::from_millis(5)).ok()
+    super::start_gpu_peak(device).0
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -244,26 +217,16 @@ fn side_run(
     }
 }
 
-/// Times `iters` training steps ([`Trainer::step`]) of `cfg` in float32 after `warmup` untimed
+/// Times `iters` training steps ([`crate::train::Trainer::step`]) of `cfg` in float32 after `warmup` untimed
 /// ones, on random data in [-1, 1] with random labels, at the config's learning rate (as
 /// [`super::train_iterations`], but each step timed on its own).
 pub fn time_jem(cfg: &TrainConfig, iters: usize, warmup: usize, device: Device) -> crate::Result<SideRun> {
     let mut cfg = cfg.clone();
     cfg.train.fast = FastMode::Off;
-    crate::objectives::check(&cfg)?;
     let gpu = gpu_peak(device);
-    tch::manual_seed(0);
-    let mut trainer = Trainer::new(&cfg, device, 1.0)?;
-    let batch = cfg.data.batch_size as i64;
-    let mut dims = vec![batch];
-    dims.extend(trainer.net.input_shape());
-    let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
-    let model = &cfg.model;
-    let y = model.is_conditional().then(|| Tensor::randint(model.num_classes as i64, [batch], (Kind::Int64, device)));
-    let lr = cfg.optim.lr;
-    let (times, diverged) =
-        timed(iters, warmup, device, || matches!(trainer.step(&x, y.as_ref(), lr), Step::Diverged(_)));
-    let parameters = count_parameters(&trainer.vs);
+    let mut jem = JemStep::new(&cfg, device)?;
+    let (times, diverged) = timed(iters, warmup, device, || jem.step());
+    let parameters = count_parameters(&jem.trainer.vs);
     Ok(side_run(Case::Jem, &cfg, times, diverged, parameters, device, gpu))
 }
 

@@ -64,9 +64,72 @@ pub struct LoaderBench {
     pub threads: usize,
 }
 
+/// Waits for the device's queued work (CUDA), so a wall-clock time covers it.
 fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// On CUDA: cuDNN autotuning on (as in a non-deterministic training run) and NVML's peak-memory
+/// sampler started, or why there is none.
+fn start_gpu_peak(device: Device) -> (Option<PeakSampler>, Option<String>) {
+    let Device::Cuda(i) = device else { return (None, Some("not a CUDA device".to_string())) };
+    tch::Cuda::cudnn_set_benchmark(true);
+    match PeakSampler::start(i as u32, std::time::Duration::from_millis(5)) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
+/// Per-iteration times of `iters` calls of `f` after `warmup` untimed ones, and how many returned
+/// true (a step the guard discarded: its time still counts).
+fn timed(iters: usize, warmup: usize, device: Device, mut f: impl FnMut() -> bool) -> (Vec<f64>, usize) {
+    for _ in 0..warmup {
+        f();
+    }
+    sync(device);
+    let mut times = Vec::with_capacity(iters);
+    let mut diverged = 0;
+    for _ in 0..iters {
+        let t0 = Instant::now();
+        diverged += f() as usize;
+        sync(device);
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    (times, diverged)
+}
+
+/// The trainer `cfg` builds (from seed 0) and one random batch: data in [-1, 1], random labels.
+struct JemStep {
+    trainer: Trainer,
+    x: Tensor,
+    y: Option<Tensor>,
+    lr: f64,
+}
+
+impl JemStep {
+    fn new(cfg: &TrainConfig, device: Device) -> crate::Result<Self> {
+        crate::objectives::check(cfg)?;
+        tch::manual_seed(0);
+        let trainer = Trainer::new(cfg, device, 1.0)?;
+        let batch = cfg.data.batch_size as i64;
+        let x = Tensor::rand(Self::dims(&trainer, batch).as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
+        let m = &cfg.model;
+        let y = m.is_conditional().then(|| Tensor::randint(m.num_classes as i64, [batch], (Kind::Int64, device)));
+        Ok(JemStep { trainer, x, y, lr: cfg.optim.lr })
+    }
+
+    /// [batch, ...one example's shape].
+    fn dims(trainer: &Trainer, batch: i64) -> Vec<i64> {
+        let mut dims = vec![batch];
+        dims.extend(trainer.net.input_shape());
+        dims
+    }
+
+    /// The step users run; true when the guard discarded it.
+    fn step(&mut self) -> bool {
+        matches!(self.trainer.step(&self.x, self.y.as_ref(), self.lr), Step::Diverged(_))
     }
 }
 
@@ -74,41 +137,17 @@ fn sync(device: Device) {
 /// in [-1, 1] with random labels, with `train.fast` as configured. On CUDA, cuDNN autotuning is on
 /// (as in a non-deterministic training run) and the device's peak used memory is sampled through NVML.
 pub fn train_iterations(cfg: &TrainConfig, iters: usize, warmup: usize, device: Device) -> crate::Result<TrainBench> {
-    let (gpu_sampler, gpu_memory_unavailable) = match device {
-        Device::Cuda(i) => {
-            tch::Cuda::cudnn_set_benchmark(true);
-            match PeakSampler::start(i as u32, std::time::Duration::from_millis(5)) {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e)),
-            }
-        }
-        _ => (None, Some("not a CUDA device".to_string())),
-    };
-    crate::objectives::check(cfg)?;
-    tch::manual_seed(0);
-    let mut trainer = Trainer::new(cfg, device, 1.0)?;
+    let (gpu_sampler, gpu_memory_unavailable) = start_gpu_peak(device);
+    let mut jem = JemStep::new(cfg, device)?;
+    let (times, diverged) = timed(iters, warmup, device, || jem.step());
+    let per_iter = times.iter().sum::<f64>() / iters as f64;
     let batch = cfg.data.batch_size as i64;
-    let mut dims = vec![batch];
-    dims.extend(trainer.net.input_shape());
-    let x = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
-    let model = &cfg.model;
-    let y = model.is_conditional().then(|| Tensor::randint(model.num_classes as i64, [batch], (Kind::Int64, device)));
-    // The step users run; a step the guard discards still costs its time.
-    let step = |trainer: &mut Trainer| matches!(trainer.step(&x, y.as_ref(), cfg.optim.lr), Step::Diverged(_));
-    for _ in 0..warmup {
-        step(&mut trainer);
-    }
-    sync(device);
-    let t0 = Instant::now();
-    let diverged = (0..iters).filter(|_| step(&mut trainer)).count();
-    sync(device);
-    let per_iter = t0.elapsed().as_secs_f64() / iters as f64;
-    let sgld_rate = sampler_rate(&trainer, &dims, cfg.sampler.steps.max(1), device);
+    let sgld_rate = sampler_rate(&jem.trainer, &JemStep::dims(&jem.trainer, batch), cfg.sampler.steps.max(1), device);
     let gpu_memory = gpu_sampler.map(PeakSampler::finish);
-    let precision = trainer.net.precision;
+    let precision = jem.trainer.net.precision;
     Ok(TrainBench {
-        model: model.label(),
-        parameters: count_parameters(&trainer.vs),
+        model: cfg.model.label(),
+        parameters: count_parameters(&jem.trainer.vs),
         device: crate::device::device_name(device),
         batch,
         sgld_steps: cfg.sampler.steps,

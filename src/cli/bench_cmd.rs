@@ -134,17 +134,12 @@ fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device
     Ok(())
 }
 
-/// Runs `ebm bench` again in a child process with `--fast MODE --json` and reads its result, so
-/// each precision starts from a fresh allocator (tch cannot empty the CUDA cache) and its peak
-/// memory is its own.
-fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
+/// Runs `ebm bench ARGS --json` in a child process, passing on `a`'s --config, --set and (with
+/// `network`) its network and batch flags; `what` names the run in errors. Returns its stdout.
+fn bench_child(a: &BenchArgs, args: &[&str], network: bool, what: &str) -> anyhow::Result<Vec<u8>> {
     let exe = std::env::current_exe().context("cannot find the ebm executable")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench", "--iters", &a.iters.to_string(), "--device", &a.device, "--fast", mode, "--json"]);
-    cmd.args(["--warmup", &a.warmup.to_string()]);
-    if let Some(t) = a.threads {
-        cmd.args(["--threads", &t.to_string()]);
-    }
+    cmd.arg("bench").args(args).arg("--json");
     if let Some(c) = &a.config {
         cmd.arg("--config").arg(c);
     }
@@ -155,7 +150,7 @@ fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
         ("--batch", a.batch.map(|v| v.to_string())),
         ("--sgld-steps", a.sgld_steps.map(|v| v.to_string())),
     ];
-    for (flag, v) in flags {
+    for (flag, v) in flags.into_iter().filter(|_| network) {
         if let Some(v) = v {
             cmd.args([flag, &v]);
         }
@@ -165,9 +160,23 @@ fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     }
     let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
     if !out.status.success() {
-        bail!("the `--fast {mode}` bench process failed ({})", out.status);
+        bail!("the `{what}` bench process failed ({})", out.status);
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("unreadable bench output")?;
+    Ok(out.stdout)
+}
+
+/// Runs `ebm bench` again in a child process with `--fast MODE --json` and reads its result, so
+/// each precision starts from a fresh allocator (tch cannot empty the CUDA cache) and its peak
+/// memory is its own.
+fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
+    let (iters, warmup) = (a.iters.to_string(), a.warmup.to_string());
+    let mut args = vec!["--iters", &iters, "--warmup", &warmup, "--device", &a.device, "--fast", mode];
+    let threads = a.threads.map(|t| t.to_string());
+    if let Some(t) = &threads {
+        args.extend(["--threads", t]);
+    }
+    let stdout = bench_child(a, &args, true, &format!("--fast {mode}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&stdout).context("unreadable bench output")?;
     serde_json::from_value(v["train"].clone()).context("unreadable bench output")
 }
 
@@ -248,40 +257,16 @@ fn one_case(a: &BenchArgs, case: Case, device: tch::Device) -> anyhow::Result<()
 
 /// Runs `ebm bench --case C --json` in a child process at `threads` and reads its result.
 fn case_in_child(a: &BenchArgs, case: Case, device: tch::Device, threads: i32) -> anyhow::Result<SideRun> {
-    let exe = std::env::current_exe().context("cannot find the ebm executable")?;
-    let mut cmd = std::process::Command::new(exe);
     let device = ebm::device::device_name(device);
     let (iters, warmup, threads) = (a.iters.max(1).to_string(), a.warmup.to_string(), threads.to_string());
-    cmd.args(["bench", "--case", case.name(), "--json", "--iters", &iters, "--warmup", &warmup]);
-    cmd.args(["--device", &device, "--threads", &threads]);
-    if let Some(c) = &a.config {
-        cmd.arg("--config").arg(c);
+    let mut args = vec!["--case", case.name(), "--iters", &iters, "--warmup", &warmup];
+    args.extend(["--device", &device, "--threads", &threads]);
+    let (points, steps) = (a.points.to_string(), a.sampler_steps.to_string());
+    if case == Case::Sampler2d {
+        args.extend(["--points", &points, "--sampler-steps", &steps]);
     }
-    let flags = match case {
-        Case::Jem => vec![
-            ("--preset", a.preset.clone()),
-            ("--depth", a.depth.map(|v| v.to_string())),
-            ("--width", a.width.map(|v| v.to_string())),
-            ("--batch", a.batch.map(|v| v.to_string())),
-            ("--sgld-steps", a.sgld_steps.map(|v| v.to_string())),
-        ],
-        Case::Sampler2d => {
-            vec![("--points", Some(a.points.to_string())), ("--sampler-steps", Some(a.sampler_steps.to_string()))]
-        }
-    };
-    for (flag, v) in flags {
-        if let Some(v) = v {
-            cmd.args([flag, &v]);
-        }
-    }
-    for s in &a.set {
-        cmd.args(["--set", s]);
-    }
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
-    if !out.status.success() {
-        bail!("the `--case {}` bench process failed ({})", case.name(), out.status);
-    }
-    serde_json::from_slice(&out.stdout).context("unreadable bench output")
+    let stdout = bench_child(a, &args, case == Case::Jem, &format!("--case {}", case.name()))?;
+    serde_json::from_slice(&stdout).context("unreadable bench output")
 }
 
 /// The largest peak memory of a side's runs, as text: RSS on the CPU, NVML on CUDA (with
