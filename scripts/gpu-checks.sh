@@ -143,15 +143,20 @@ show() {
 # step ID TITLE TIMEOUT CMD...: runs CMD under timeout (cut to the budget left), its stdout and
 # stderr into the step's files and checks.log; records exit code and seconds. Returns the exit code.
 N=0
+# step_dir ID TITLE: the next step's folder (numbered in order) with its id and title; sets d.
+step_dir() {
+  N=$((N + 1))
+  d="$SCRATCH/steps/$(printf %02d $N)-$1"
+  mkdir -p "$d"
+  printf '%s' "$1" >"$d/id"
+  printf '%s' "$2" >"$d/title"
+}
+
 step() {
   local id=$1 title=$2 limit=$3
   shift 3
-  N=$((N + 1))
   local d
-  d="$SCRATCH/steps/$(printf %02d $N)-$id"
-  mkdir -p "$d"
-  printf '%s' "$id" >"$d/id"
-  printf '%s' "$title" >"$d/title"
+  step_dir "$id" "$title"
   show "$@" >"$d/command"
   local left=$((DEADLINE - RESERVE - $(date +%s)))
   [ "$limit" -le "$left" ] || limit=$((left > 0 ? left : 0))
@@ -189,12 +194,8 @@ step() {
 
 # skip ID TITLE REASON: a step that was not run (recorded, not a failure of its own).
 skip() {
-  N=$((N + 1))
   local d
-  d="$SCRATCH/steps/$(printf %02d $N)-$1"
-  mkdir -p "$d"
-  printf '%s' "$1" >"$d/id"
-  printf '%s' "$2" >"$d/title"
+  step_dir "$1" "$2"
   printf '%s' "$3" >"$d/note"
   printf '%s\n' "" "===== [$1] $2" "not run: $3" >>"$LOG"
   progress "[$1] not run: $3"
