@@ -110,7 +110,6 @@ struct JemStep {
 
 impl JemStep {
     fn new(cfg: &TrainConfig, device: Device) -> crate::Result<Self> {
-        crate::objectives::check(cfg)?;
         tch::manual_seed(0);
         let trainer = Trainer::new(cfg, device, 1.0)?;
         let batch = cfg.data.batch_size as i64;

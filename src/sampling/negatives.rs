@@ -73,14 +73,8 @@ impl Negatives {
     pub fn for_use(use_: ChainUse, sampler: &SamplerConfig, buffer: &BufferConfig, space: &ChainSpace) -> Option<Self> {
         let restart_fraction = match use_ {
             ChainUse::None => return None,
-            ChainUse::FromData => 0.0,
-            ChainUse::Persistent { restarts } => {
-                if restarts {
-                    buffer.reinit_fraction
-                } else {
-                    0.0
-                }
-            }
+            ChainUse::Persistent { restarts: true } => buffer.reinit_fraction,
+            ChainUse::FromData | ChainUse::Persistent { restarts: false } => 0.0,
         };
         let kept = use_.keeps_buffer(buffer).then(|| {
             let classes = if buffer.per_class { space.classes } else { None };

@@ -85,6 +85,7 @@ impl<'a> Run<'a> {
     /// Checks the config, loads the data, builds or restores the trainer; writes nothing before
     /// all of that has succeeded.
     pub fn start(cfg: &'a TrainConfig, opts: &'a RunOptions) -> crate::Result<Self> {
+        // The objective's own rules, before any data is loaded (Trainer::new builds it, checked).
         crate::objectives::check(cfg)?;
         let device = crate::device::parse_device(&cfg.train.device)?;
         if cfg.train.threads > 0 {
