@@ -125,14 +125,7 @@ impl<'a> Run<'a> {
         if cfg.train.max_steps > 0 {
             total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
         }
-        let loader = Loader::start(
-            data.full.clone(),
-            data.plan.clone(),
-            pos.epoch,
-            pos.index,
-            cfg.data.prefetch,
-            device.is_cuda(),
-        );
+        let loader = data.loader(&pos, cfg.data.prefetch, device.is_cuda());
         if resume_dir.is_none() && cfg.guard.enabled {
             // Something to roll back to before the first periodic checkpoint.
             trainer.save(&ckpt_root, &format!("step-{:08}", pos.step), &pos)?;
@@ -305,8 +298,7 @@ impl<'a> Run<'a> {
             "step {step}: {reason}; rolled back to step {} (rollback {} of {}), learning rate x{}, {} SGLD steps",
             p.step, p.rollbacks, g.max_rollbacks, p.lr_scale, p.sgld_steps
         ));
-        let (plan, prefetch) = (self.data.plan.clone(), self.cfg.data.prefetch);
-        self.loader = Loader::start(self.data.full.clone(), plan, p.epoch, p.index, prefetch, self.device.is_cuda());
+        self.loader = self.data.loader(p, self.cfg.data.prefetch, self.device.is_cuda());
         self.progress.set_position(p.step);
         Ok(())
     }

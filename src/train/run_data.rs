@@ -1,7 +1,8 @@
 //! The data of a training run: the training set (checked against the model), its held-out
 //! validation part, the optional test set, and the batch plan of the loader.
+use super::checkpoint::TrainState;
 use crate::config::TrainConfig;
-use crate::data::loader::{train_valid_split, BatchPlan};
+use crate::data::loader::{train_valid_split, BatchPlan, Loader};
 use crate::data::{self, Dataset, LoadOptions};
 use anyhow::bail;
 use std::sync::Arc;
@@ -40,6 +41,12 @@ impl RunData {
         };
         let range = full.chain_range();
         Ok(RunData { full, valid, test, plan, range })
+    }
+
+    /// The loader of the training batches from the position `pos` on (`prefetch` batches ahead;
+    /// pinned memory for a CUDA run).
+    pub fn loader(&self, pos: &TrainState, prefetch: usize, pin: bool) -> Loader {
+        Loader::start(self.full.clone(), self.plan.clone(), pos.epoch, pos.index, prefetch, pin)
     }
 }
 
