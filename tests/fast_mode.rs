@@ -102,7 +102,7 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
     };
     let before = copy(&|t| t.detach().copy());
     tch::manual_seed(1);
-    let terms = objective.loss(&net, &x, Some(&y), Some(&mut negatives));
+    let terms = objective.loss(&net, &objectives::Inputs::new(&x, Some(&y)), Some(&mut negatives));
     assert_eq!(terms.loss.kind(), Kind::Float);
     opt.zero_grad();
     terms.loss.backward();

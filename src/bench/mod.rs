@@ -128,7 +128,10 @@ impl JemStep {
 
     /// The step users run; true when the guard discarded it.
     fn step(&mut self) -> bool {
-        matches!(self.trainer.step(&self.x, self.y.as_ref(), self.lr), Step::Diverged(_))
+        matches!(
+            self.trainer.step(&crate::objectives::Inputs::new(&self.x, self.y.as_ref()), self.lr),
+            Step::Diverged { .. }
+        )
     }
 }
 

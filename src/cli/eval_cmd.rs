@@ -2,7 +2,7 @@
 use anyhow::{bail, Context};
 use ebm::data::{self, Dataset, LoadOptions};
 use ebm::eval::{calibration, classify, ood, plots, scores};
-use ebm::train::checkpoint::{self, Loaded};
+use ebm::train::checkpoint::{self, Loaded, Weights};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +12,10 @@ pub struct Common {
     /// Checkpoint folder, or a run folder (its newest checkpoint).
     #[arg(long)]
     pub ckpt: PathBuf,
+    /// Which weights: the moving average (`[ema]`) when the checkpoint has one (auto), or the
+    /// average (ema) or the trained weights (raw) explicitly.
+    #[arg(long, value_enum, default_value_t = Weights::Auto)]
+    pub weights: Weights,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Examples per forward pass (results do not depend on it).
@@ -78,7 +82,7 @@ pub fn open(c: &Common) -> anyhow::Result<(Loaded, tch::Device)> {
     if c.threads > 0 {
         tch::set_num_threads(c.threads as i32);
     }
-    Ok((checkpoint::load_model(&c.ckpt, device)?, device))
+    Ok((checkpoint::load_model_weights(&c.ckpt, device, c.weights)?, device))
 }
 
 pub fn load(spec: &str, m: &Loaded) -> anyhow::Result<Dataset> {
@@ -120,10 +124,10 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if a.common.json {
         println!(
             "{}",
-            json!({"data": a.data, "count": ds.len(), "accuracy": acc, "nll": nll, "ece": cal.ece, "mean_energy": mean_energy, "checkpoint": m.dir})
+            json!({"data": a.data, "count": ds.len(), "accuracy": acc, "nll": nll, "ece": cal.ece, "mean_energy": mean_energy, "checkpoint": m.dir, "weights": m.weights.label()})
         );
     } else {
-        println!("checkpoint   {}", m.dir.display());
+        println!("checkpoint   {} ({} weights)", m.dir.display(), m.weights.label());
         println!("data         {} ({} examples)", a.data, ds.len());
         println!("accuracy     {:.2}%", 100.0 * acc);
         println!("NLL p(y|x)   {nll:.4}");

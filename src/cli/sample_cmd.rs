@@ -1,6 +1,6 @@
 use anyhow::{bail, Context};
 use ebm::sampling::buffer::uniform;
-use ebm::train::checkpoint::{self, Loaded};
+use ebm::train::checkpoint::{self, Loaded, Weights};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -9,6 +9,10 @@ pub struct SampleArgs {
     /// Checkpoint folder, or a run folder (its newest checkpoint).
     #[arg(long)]
     pub ckpt: PathBuf,
+    /// Which weights: the moving average (`[ema]`) when the checkpoint has one (auto), or the
+    /// average (ema) or the trained weights (raw) explicitly.
+    #[arg(long, value_enum, default_value_t = Weights::Auto)]
+    pub weights: Weights,
     /// Output file; its extension decides the format (any other is an error). `.npy`: the samples as a float32 array
     /// [N, ...shape] (images [N, C, H, W] in model space, points [N, D]), readable by
     /// `ebm data npy:FILE` and numpy. `.png`: a grid for images, a scatter plot for 2-D points.
@@ -178,7 +182,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let format = out_format(&a.out)?;
     let device = ebm::device::parse_device(&a.device)?;
     tch::manual_seed(a.seed as i64);
-    let m = checkpoint::load_model(&a.ckpt, device)?;
+    let m = checkpoint::load_model_weights(&a.ckpt, device, a.weights)?;
     let shape = m.net.input_shape();
     let is_image = shape.len() == 3;
     if format == Format::Png && !is_image && shape != [2] {

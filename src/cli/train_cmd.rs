@@ -105,7 +105,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let summary = train::train(&cfg, &opts)?;
     if summary.interrupted {
         eprintln!(
-            "interrupted at step {}; checkpoint {}; resume with: ebm train --resume {} --out {}",
+            "interrupted at step {} (a signal, or train.max_seconds); checkpoint {}; resume with: ebm train --resume {} --out {}",
             summary.steps,
             summary.last_checkpoint.display(),
             summary.out.display(),

@@ -19,6 +19,20 @@ pub struct DataConfig {
     pub noise_sigma: f64,
     /// Batches prepared ahead by the loader thread.
     pub prefetch: usize,
+    /// The data batch of the p(x) term: "same" (the augmented classifier batch) or "plain" (a
+    /// second loader's batch of other examples without augmentation, as SADA-JEM).
+    pub px_batch: PxBatch,
+}
+
+/// Which data batch feeds the generative p(x) term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PxBatch {
+    /// The classifier's batch, augmented as configured (one loader).
+    Same,
+    /// Its own batch from a second loader over the training set, never augmented (the data noise
+    /// is kept): SADA-JEM's "no augmentation for the p(x) branch".
+    Plain,
 }
 
 impl Default for DataConfig {
@@ -31,6 +45,7 @@ impl Default for DataConfig {
             augment: true,
             noise_sigma: 0.03,
             prefetch: 4,
+            px_batch: PxBatch::Same,
         }
     }
 }

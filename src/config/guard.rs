@@ -1,5 +1,5 @@
 //! The `[guard]` section: what counts as divergence, and what a rollback changes.
-use super::checks::positive;
+use super::checks::{non_negative, positive};
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,12 @@ pub struct GuardConfig {
     pub sgld_steps_factor: f64,
     /// Restart every chain of the replay buffer from noise at a rollback.
     pub reset_buffer: bool,
+    /// Steps the failing-run tests look back over (0: those tests off).
+    pub window: usize,
+    /// A mean cross-entropy over the window above this multiple of chance (ln K) is failing (0: off).
+    pub max_ce_over_chance: f64,
+    /// An energy gap that, within the window, takes both signs and spans more than this is failing (0: off).
+    pub max_gap_swing: f64,
 }
 
 impl Default for GuardConfig {
@@ -36,6 +42,9 @@ impl Default for GuardConfig {
             lr_factor: 0.5,
             sgld_steps_factor: 1.0,
             reset_buffer: false,
+            window: 20,
+            max_ce_over_chance: 2.0,
+            max_gap_swing: 20.0,
         }
     }
 }
@@ -46,6 +55,8 @@ impl GuardConfig {
         positive(self.max_energy, "guard.max_energy")?;
         positive(self.max_gap, "guard.max_gap")?;
         positive(self.max_sample, "guard.max_sample")?;
+        non_negative(self.max_ce_over_chance, "guard.max_ce_over_chance")?;
+        non_negative(self.max_gap_swing, "guard.max_gap_swing")?;
         if !(self.lr_factor > 0.0 && self.lr_factor <= 1.0) {
             bail!("key `guard.lr_factor` = {}: must be in (0, 1]", self.lr_factor);
         }

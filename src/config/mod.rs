@@ -2,6 +2,7 @@
 mod buffer;
 mod checks;
 mod data;
+mod ema;
 mod guard;
 mod model;
 mod objective;
@@ -13,8 +14,9 @@ mod sampler;
 #[cfg(test)]
 mod tests;
 
-pub use buffer::BufferConfig;
-pub use data::DataConfig;
+pub use buffer::{BufferConfig, BufferInit};
+pub use data::{DataConfig, PxBatch};
+pub use ema::EmaConfig;
 pub use guard::GuardConfig;
 pub use model::{Activation, Architecture, Head, ModelConfig, Norm};
 pub use objective::{IsProposal, ObjectiveConfig};
@@ -52,6 +54,8 @@ pub struct TrainConfig {
     pub train: LoopConfig,
     #[serde(default)]
     pub guard: GuardConfig,
+    #[serde(default)]
+    pub ema: EmaConfig,
 }
 
 impl TrainConfig {
@@ -110,11 +114,17 @@ impl TrainConfig {
         self.objective.validate()?;
         self.train.validate()?;
         self.guard.validate()?;
+        self.ema.validate()?;
         if self.buffer.per_class && !self.model.is_conditional() {
             bail!("key `buffer.per_class` = true: needs a classifier head (model.head = \"classifier\")");
         }
-        if self.buffer.per_class && self.buffer.size < self.model.num_classes {
-            bail!("key `buffer.size` = {}: smaller than the number of classes", self.buffer.size);
+        if self.buffer.per_class && !self.buffer.size.is_multiple_of(self.model.num_classes.max(1)) {
+            bail!(
+                "key `buffer.size` = {}: per-class blocks need a size that model.num_classes = {} divides (e.g. {})",
+                self.buffer.size,
+                self.model.num_classes,
+                (self.buffer.size / self.model.num_classes.max(1)).max(1) * self.model.num_classes
+            );
         }
         Ok(())
     }

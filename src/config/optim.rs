@@ -28,6 +28,10 @@ pub struct OptimConfig {
     pub decay_rate: f64,
     /// Clip the global gradient norm to this value (0: off).
     pub clip_grad_norm: f64,
+    /// Sharpness-aware minimisation's radius rho (0: off; SADA-JEM: 2).
+    pub sam_rho: f64,
+    /// Adaptive SAM (ASAM, weights scaled by |w|); unset: adaptive when sam_rho >= 0.5, as SADA-JEM.
+    pub sam_adaptive: Option<bool>,
 }
 
 impl Default for OptimConfig {
@@ -45,6 +49,8 @@ impl Default for OptimConfig {
             decay_epochs: vec![160, 180],
             decay_rate: 0.3,
             clip_grad_norm: 0.0,
+            sam_rho: 0.0,
+            sam_adaptive: None,
         }
     }
 }
@@ -64,6 +70,12 @@ impl OptimConfig {
         non_negative(self.weight_decay, "optim.weight_decay")?;
         positive(self.decay_rate, "optim.decay_rate")?;
         non_negative(self.clip_grad_norm, "optim.clip_grad_norm")?;
+        non_negative(self.sam_rho, "optim.sam_rho")?;
         Ok(())
+    }
+
+    /// Whether SAM takes its adaptive form (see `sam_adaptive`).
+    pub fn sam_is_adaptive(&self) -> bool {
+        self.sam_adaptive.unwrap_or(self.sam_rho >= 0.5)
     }
 }

@@ -8,6 +8,9 @@ pub struct LoopConfig {
     pub epochs: u64,
     /// Stop after this many iterations in all (0: run all epochs).
     pub max_steps: u64,
+    /// Stop, with a checkpoint, at the first step boundary after this many seconds of training in
+    /// this process (0: no limit); for fixed wall-clock budgets. A time limit is not reproducible.
+    pub max_seconds: f64,
     pub seed: u64,
     pub device: String,
     /// Write a line to metrics.jsonl every this many iterations.
@@ -93,6 +96,7 @@ impl Default for LoopConfig {
         LoopConfig {
             epochs: 200,
             max_steps: 0,
+            max_seconds: 0.0,
             seed: 1,
             device: "auto".into(),
             log_every: 100,
@@ -111,6 +115,9 @@ impl LoopConfig {
     pub fn validate(&self) -> crate::Result<()> {
         if self.epochs == 0 && self.max_steps == 0 {
             bail!("key `train.epochs` = 0 with no `train.max_steps`: nothing to train");
+        }
+        if !(self.max_seconds.is_finite() && self.max_seconds >= 0.0) {
+            bail!("key `train.max_seconds` = {}: must be a finite number >= 0", self.max_seconds);
         }
         if self.log_every == 0 {
             bail!("key `train.log_every` = 0: must be positive");

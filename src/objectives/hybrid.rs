@@ -6,12 +6,14 @@
 //!     + alpha * (mean E(x+)^2 + mean E(x-)^2)         (IGEBM's energy-magnitude penalty)
 //!
 //! x- are SGLD samples of the model, detached: from the replay buffer (JEM, IGEBM, PCD) or, for
-//! CD-k, k steps from the data batch itself. The data batch and the samples go through the
-//! network in one training forward pass (one spectral-norm power iteration per step), and the
-//! logits of the data half serve the cross-entropy too: no forward pass is repeated.
-use super::{no_check, Objective, Registration, Terms};
-use crate::config::TrainConfig;
-use crate::models::EnergyNet;
+//! CD-k, k steps from the data batch itself. x+ is the data batch, or the p(x) term's own plain
+//! batch (`data.px_batch = "plain"`, SADA-JEM). Without BatchNorm the data and the samples go
+//! through the network in one training forward pass (one spectral-norm power iteration per step),
+//! and the logits of the data serve the cross-entropy too; with BatchNorm every part is its own
+//! pass (see [`forward_parts`]).
+use super::{no_check, Inputs, Objective, Registration, Terms};
+use crate::config::{Norm, TrainConfig};
+use crate::models::{EnergyNet, Output};
 use crate::sampling::{ChainUse, Negatives};
 use anyhow::bail;
 use tch::{nn, Kind, Reduction, Tensor};
@@ -41,6 +43,12 @@ pub const JEM: Registration = Registration {
     check: |cfg| {
         if !cfg.model.is_conditional() {
             bail!("key `objective.name` = \"jem\": needs a classifier head (model.head = \"classifier\")");
+        }
+        if cfg.objective.pxy_weight > 0.0 && cfg.buffer.enabled && !cfg.buffer.per_class {
+            bail!(
+                "key `objective.pxy_weight` = {}: the p(x|y) term samples each class from its own chains; set buffer.per_class = true",
+                cfg.objective.pxy_weight
+            );
         }
         Ok(())
     },
@@ -95,57 +103,56 @@ impl Objective for Hybrid {
         self.chains
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: Option<&mut Negatives>) -> Terms {
+    fn loss(&self, net: &EnergyNet, batch: &Inputs, negatives: Option<&mut Negatives>) -> Terms {
         let negatives = negatives.expect("the hybrid objective is given the chains it declares");
-        let b = x.size()[0];
+        let (x, y) = (batch.x, batch.y);
+        // The data of the p(x) term: its own plain batch (SADA-JEM) or the classifier's.
+        let x_pos = batch.x_px.unwrap_or(x);
         let generative = self.px_weight > 0.0 || self.alpha > 0.0;
-        let mut parts = vec![x.shallow_clone()];
         // SGLD runs the network in evaluation mode (as JEM does).
         let energy = |x: &Tensor| net.energy(x, false);
         let x_q = generative.then(|| match self.chains {
-            ChainUse::FromData => negatives.sample_from(&energy, x),
-            _ => negatives.sample(&energy, b, None),
+            ChainUse::FromData => negatives.sample_from(&energy, x_pos),
+            _ => negatives.sample(&energy, x_pos.size()[0], None),
         });
-        if let Some(q) = &x_q {
-            parts.push(q.shallow_clone());
-        }
         let x_qy = match (self.pxy_weight > 0.0, y) {
-            (true, Some(y)) => Some(negatives.sample(&|x: &Tensor| net.conditional_energy(x, y, false), b, Some(y))),
+            (true, Some(y)) => {
+                Some(negatives.sample(&|x: &Tensor| net.conditional_energy(x, y, false), x.size()[0], Some(y)))
+            }
             _ => None,
         };
-        if let Some(q) = &x_qy {
-            parts.push(q.shallow_clone());
-        }
-        let out = net.forward(&Tensor::cat(&parts, 0), true);
-        let e_data = out.energy.narrow(0, 0, b);
+        let mut outs = forward_parts(net, &[Some(x), batch.x_px, x_q.as_ref(), x_qy.as_ref()]).into_iter();
+        let out_x = outs.next().flatten().expect("the data batch is always passed");
+        let out_px = outs.next().flatten();
+        let (out_q, out_qy) = (outs.next().flatten(), outs.next().flatten());
+        let e_pos = &out_px.as_ref().unwrap_or(&out_x).energy;
         let mut loss = x.zeros_like().sum(Kind::Float);
-        let mut logs: Vec<(&'static str, Tensor)> = vec![("e_data", e_data.mean(Kind::Float).detach())];
-        if let (Some(logits), Some(y)) = (&out.logits, y) {
-            let l_data = logits.narrow(0, 0, b);
-            let ce = l_data.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0);
-            let acc = l_data.argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float);
+        let mut logs: Vec<(&'static str, Tensor)> = vec![("e_data", e_pos.mean(Kind::Float).detach())];
+        if let (Some(logits), Some(y)) = (&out_x.logits, y) {
+            let ce = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0);
+            let acc = logits.argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float);
             if self.ce_weight > 0.0 {
                 loss += &ce * self.ce_weight;
             }
             logs.push(("ce", ce.detach()));
             logs.push(("acc", acc.detach()));
         }
-        if x_q.is_some() {
-            let e_q = out.energy.narrow(0, b, b);
-            let gap = e_data.mean(Kind::Float) - e_q.mean(Kind::Float);
+        if let Some(out_q) = &out_q {
+            let e_q = &out_q.energy;
+            let gap = e_pos.mean(Kind::Float) - e_q.mean(Kind::Float);
             loss += &gap * self.px_weight;
             if self.alpha > 0.0 {
-                let reg = e_data.square().mean(Kind::Float) + e_q.square().mean(Kind::Float);
+                let reg = e_pos.square().mean(Kind::Float) + e_q.square().mean(Kind::Float);
                 loss += &reg * self.alpha;
                 logs.push(("reg", reg.detach()));
             }
             logs.push(("e_samples", e_q.mean(Kind::Float).detach()));
             logs.push(("gap", gap.detach()));
         }
-        if let (Some(_), Some(y), Some(logits)) = (&x_qy, y, &out.logits) {
+        if let (Some(out_qy), Some(y), Some(logits)) = (&out_qy, y, &out_x.logits) {
             let idx = y.view([-1, 1]);
-            let f_data = logits.narrow(0, 0, b).gather(1, &idx, false);
-            let f_q = logits.narrow(0, parts.len() as i64 * b - b, b).gather(1, &idx, false);
+            let f_data = logits.gather(1, &idx, false);
+            let f_q = out_qy.logits.as_ref().expect("a classifier head").gather(1, &idx, false);
             let term = f_q.mean(Kind::Float) - f_data.mean(Kind::Float);
             loss += &term * self.pxy_weight;
             logs.push(("pxy", term.detach()));
@@ -155,5 +162,87 @@ impl Objective for Hybrid {
         }
         logs.push(("loss", loss.detach()));
         Terms { loss, logs, samples: x_q.or(x_qy) }
+    }
+}
+
+/// The training-mode outputs of each present part. Without BatchNorm the parts go through the
+/// network as one batch (one spectral-norm power iteration per step) and the outputs are split;
+/// with BatchNorm each part is its own pass, as JEM runs them, so the batch statistics of the data
+/// never mix with those of the samples (and the classifier's logits do not depend on them).
+fn forward_parts(net: &EnergyNet, parts: &[Option<&Tensor>]) -> Vec<Option<Output>> {
+    if net.cfg.norm == Norm::Batch {
+        return parts.iter().map(|p| p.map(|x| net.forward(x, true))).collect();
+    }
+    let present: Vec<Tensor> = parts.iter().flatten().map(|t| t.shallow_clone()).collect();
+    let out = net.forward(&Tensor::cat(&present, 0), true);
+    let mut at = 0;
+    parts
+        .iter()
+        .map(|p| {
+            p.map(|x| {
+                let n = x.size()[0];
+                let part = Output {
+                    logits: out.logits.as_ref().map(|l| l.narrow(0, at, n)),
+                    energy: out.energy.narrow(0, at, n),
+                };
+                at += n;
+                part
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Trainer;
+    use tch::Device;
+
+    /// The cross-entropy of a batch, with fresh samples drawn from a buffer filled with `fill`.
+    fn ce_with_buffer(norm: &str, fill: f64) -> f64 {
+        let text = format!("[model]\npreset = \"convnet-small\"\nwidth = 4\nnorm = \"{norm}\"\n[buffer]\nsize = 16\nreinit_fraction = 0.0\n[sgld]\nsteps = 1\n");
+        let cfg = TrainConfig::parse(&text, &[]).unwrap();
+        tch::manual_seed(0);
+        let mut t = Trainer::new(&cfg, Device::Cpu, 1.0).unwrap();
+        let n = t.negatives.as_mut().unwrap();
+        let b = n.buffer.as_mut().unwrap();
+        b.data = b.data.full_like(fill);
+        let x = Tensor::rand([8, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let y = Tensor::arange(8, (Kind::Int64, Device::Cpu));
+        let terms = t.objective.loss(&t.net, &Inputs::new(&x, Some(&y)), t.negatives.as_mut());
+        terms.logs.iter().find(|(k, _)| *k == "ce").unwrap().1.double_value(&[])
+    }
+
+    /// With BatchNorm the data and the samples are separate passes: the classifier's loss on a
+    /// batch does not depend on the samples drawn beside it. In one shared pass (as without a
+    /// norm, where it is harmless) it does: the check can fail.
+    #[test]
+    fn batch_norm_statistics_never_mix_data_and_samples() {
+        let (a, b) = (ce_with_buffer("batch", -0.9), ce_with_buffer("batch", 0.9));
+        assert_eq!(a, b, "the samples changed the data's logits under BatchNorm");
+        let cfg =
+            TrainConfig::parse("[model]\npreset = \"convnet-small\"\nwidth = 4\nnorm = \"batch\"\n", &[]).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnergyNet::new(&vs.root(), &cfg.model);
+        let x = Tensor::rand([8, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let q = Tensor::rand([8, 3, 32, 32], (Kind::Float, Device::Cpu)) * 5.0;
+        let joint = net.forward(&Tensor::cat(&[&x, &q], 0), true).energy.narrow(0, 0, 8);
+        let alone = net.forward(&x, true).energy;
+        assert!(!joint.allclose(&alone, 1e-5, 1e-5, false), "a shared pass would not show the mixing");
+    }
+
+    /// A p(x|y) term needs per-class chains, and per-class blocks need a size the classes divide.
+    #[test]
+    fn the_conditional_term_needs_per_class_blocks_of_equal_size() {
+        let parse = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            TrainConfig::parse("[model]\npreset = \"convnet-small\"\n", &sets)
+                .and_then(|c| crate::objectives::check(&c))
+        };
+        let e = parse(&["objective.pxy_weight=1.0"]).unwrap_err().to_string();
+        assert!(e.contains("objective.pxy_weight") && e.contains("buffer.per_class = true"), "{e}");
+        parse(&["objective.pxy_weight=1.0", "buffer.per_class=true"]).unwrap();
+        let e = format!("{:#}", parse(&["buffer.per_class=true", "buffer.size=105"]).unwrap_err());
+        assert!(e.contains("buffer.size") && e.contains("num_classes = 10 divides") && e.contains("e.g. 100"), "{e}");
     }
 }

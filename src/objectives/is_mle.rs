@@ -12,7 +12,7 @@
 //! q depends on theta through the weights, as seed 004's q2 = N(2, (2 + theta)^2) does through
 //! theta itself. mu and s are non-trainable variables `objective.is_mean` / `objective.is_std`
 //! of the VarStore: the optimiser leaves them alone and checkpoints save and restore them.
-use super::{no_check, Objective, Registration, Terms};
+use super::{no_check, Inputs, Objective, Registration, Terms};
 use crate::config::{IsProposal, TrainConfig};
 use crate::models::EnergyNet;
 use crate::sampling::independent::GaussianProposal;
@@ -125,7 +125,8 @@ impl Objective for IsMle {
         "is-mle"
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
+    fn loss(&self, net: &EnergyNet, batch: &Inputs, _n: Option<&mut Negatives>) -> Terms {
+        let x = batch.x;
         let b = x.size()[0];
         let (y, log_q) = match &self.proposal {
             Proposal::Fixed(q) => {

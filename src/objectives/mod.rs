@@ -25,6 +25,24 @@ pub struct Terms {
     pub samples: Option<Tensor>,
 }
 
+/// A training batch as an objective sees it.
+pub struct Inputs<'a> {
+    /// The data batch (augmented as configured).
+    pub x: &'a Tensor,
+    /// Its labels, when the set is labelled.
+    pub y: Option<&'a Tensor>,
+    /// The p(x) term's own data batch (`data.px_batch = "plain"`: other examples, not augmented);
+    /// None: the p(x) term uses `x`.
+    pub x_px: Option<&'a Tensor>,
+}
+
+impl<'a> Inputs<'a> {
+    /// A batch whose p(x) term uses the batch itself.
+    pub fn new(x: &'a Tensor, y: Option<&'a Tensor>) -> Self {
+        Inputs { x, y, x_px: None }
+    }
+}
+
 /// A way to train an energy-based model.
 pub trait Objective {
     fn name(&self) -> &'static str;
@@ -32,9 +50,9 @@ pub trait Objective {
     fn chain_use(&self) -> ChainUse {
         ChainUse::None
     }
-    /// The loss on a batch `x` (labels `y` when the set is labelled); `negatives` are the chains
-    /// of [`Objective::chain_use`] (`None` when it declares none).
-    fn loss(&self, net: &EnergyNet, x: &Tensor, y: Option<&Tensor>, negatives: Option<&mut Negatives>) -> Terms;
+    /// The loss on a batch (labels when the set is labelled); `negatives` are the chains of
+    /// [`Objective::chain_use`] (`None` when it declares none).
+    fn loss(&self, net: &EnergyNet, batch: &Inputs, negatives: Option<&mut Negatives>) -> Terms;
     /// Called once the step of the last `loss` is taken (not when the step is discarded):
     /// objectives with state that follows the model (the adaptive IS proposal) update it here.
     fn commit(&self) {}

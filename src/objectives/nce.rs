@@ -2,7 +2,7 @@
 //! against as many samples of a noise density q = N(0, s^2 I) that is known exactly, with the
 //! model log p(u) = -E(u) - c and c (log Z) a learnt scalar `objective.log_z`:
 //!   G(u) = log p(u) - log q(u),  J = E_data[softplus(-G(x))] + E_q[softplus(G(y))].
-use super::{no_check, Objective, Registration, Terms};
+use super::{no_check, Inputs, Objective, Registration, Terms};
 use crate::models::EnergyNet;
 use crate::sampling::independent::GaussianProposal;
 use crate::sampling::Negatives;
@@ -39,7 +39,8 @@ impl Objective for Nce {
         "nce"
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
+    fn loss(&self, net: &EnergyNet, batch: &Inputs, _n: Option<&mut Negatives>) -> Terms {
+        let x = batch.x;
         let b = x.size()[0];
         let noise = x.randn_like() * self.noise_std;
         let e = net.energy(&Tensor::cat(&[x.shallow_clone(), noise.shallow_clone()], 0), true);

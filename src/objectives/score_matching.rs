@@ -3,7 +3,7 @@
 //! - sliced (Song et al. 2019): J = E_v E_x[v^T (ds/dx) v + 1/2 (v^T s(x))^2], v ~ N(0, I),
 //!   one Hessian-vector product per projection;
 //! - denoising (Vincent 2011): x~ = x + sigma eps, J = E[1/2 |s(x~) + eps / sigma|^2].
-use super::{no_check, Objective, Registration, Terms};
+use super::{no_check, Inputs, Objective, Registration, Terms};
 use crate::config::TrainConfig;
 use crate::models::EnergyNet;
 use crate::sampling::Negatives;
@@ -79,7 +79,8 @@ impl Objective for ScoreMatching {
         }
     }
 
-    fn loss(&self, net: &EnergyNet, x: &Tensor, _y: Option<&Tensor>, _n: Option<&mut Negatives>) -> Terms {
+    fn loss(&self, net: &EnergyNet, batch: &Inputs, _n: Option<&mut Negatives>) -> Terms {
+        let x = batch.x;
         let (loss, e) = match self.variant {
             Variant::Exact => {
                 let xr = x.detach().set_requires_grad(true);
@@ -133,10 +134,12 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = EnergyNet::new(&vs.root(), &cfg);
         let x = Tensor::randn([64, 2], (Kind::Float, Device::Cpu));
-        let exact =
-            ScoreMatching { variant: Variant::Exact, sigma: 0.1 }.loss(&net, &x, None, None).loss.double_value(&[]);
+        let exact = ScoreMatching { variant: Variant::Exact, sigma: 0.1 }
+            .loss(&net, &Inputs::new(&x, None), None)
+            .loss
+            .double_value(&[]);
         let sliced = ScoreMatching { variant: Variant::Sliced { projections: 500 }, sigma: 0.1 }
-            .loss(&net, &x, None, None)
+            .loss(&net, &Inputs::new(&x, None), None)
             .loss
             .double_value(&[]);
         assert!((exact - sliced).abs() < 0.05 * exact.abs().max(0.1), "exact {exact} vs sliced {sliced}");

@@ -1,5 +1,6 @@
 //! The replay buffer of persistent SGLD chains (JEM, IGEBM): each draw continues chains stored in
-//! the buffer, except a fraction (5% by default) restarted from uniform noise; the sampled
+//! the buffer, except a fraction (5% by default) restarted from the fresh-chain distribution
+//! ([`ChainInit`]: uniform noise, or JEM++'s class Gaussians); the sampled
 //! results are written back at the same slots. With per-class blocks, class y owns slots
 //! [y * S/K, (y + 1) * S/K), for conditional sampling. It lives on the training device; its
 //! randomness comes from libtorch's generator (reseeded per step by the trainer).
@@ -9,6 +10,9 @@
 //! at any thread count. Only when a draw asks for more chains than there are slots (of its class)
 //! do slots repeat; the write-back then keeps the last of them in batch order, also at any
 //! thread count.
+pub use super::init::uniform;
+use super::init::ChainInit;
+use std::rc::Rc;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug)]
@@ -18,8 +22,8 @@ pub struct ReplayBuffer {
     pub reinit_fraction: f64,
     /// Number of class blocks (None: one shared pool).
     pub classes: Option<i64>,
-    /// Fresh chains are U(-init_range, init_range).
-    pub init_range: f64,
+    /// Where fresh chains (the first fill and the restarts) are drawn from.
+    pub init: Rc<ChainInit>,
 }
 
 /// A draw: starting points and the slots they came from.
@@ -41,7 +45,35 @@ impl ReplayBuffer {
         let mut dims = vec![size];
         dims.extend_from_slice(shape);
         let data = uniform(&dims, init_range, device);
-        ReplayBuffer { data, reinit_fraction, classes, init_range }
+        ReplayBuffer { data, reinit_fraction, classes, init: Rc::new(ChainInit::Uniform { range: init_range }) }
+    }
+
+    /// Draws fresh chains from `init` from now on, and refills every slot from it (slot s of a
+    /// per-class buffer from its block's class; otherwise classes in equal runs, as JEM++ fills).
+    pub fn refill(&mut self, init: Rc<ChainInit>) {
+        self.init = init;
+        self.data = self.fresh(&self.data.size(), &self.slot_classes());
+    }
+
+    /// Every slot restarted from the fresh-chain distribution (the guard's `reset_buffer`).
+    pub fn reset(&mut self) {
+        self.data = self.fresh(&self.data.size(), &self.slot_classes());
+    }
+
+    /// The class of every slot: its block's with per-class blocks, else equal runs of the
+    /// init's classes.
+    fn slot_classes(&self) -> Tensor {
+        let size = self.size();
+        let k = match (self.classes, self.init.as_ref()) {
+            (Some(k), _) => k,
+            (None, ChainInit::ClassGaussians(g)) => g.classes(),
+            (None, ChainInit::Uniform { .. }) => 1,
+        };
+        (Tensor::arange(size, (Kind::Int64, self.data.device())) * k).floor_divide_scalar(size)
+    }
+
+    fn fresh(&self, dims: &[i64], y: &Tensor) -> Tensor {
+        self.init.sample(dims, Some(y), self.data.device())
     }
 
     pub fn size(&self) -> i64 {
@@ -57,7 +89,8 @@ impl ReplayBuffer {
             _ => distinct_slots(size, n, device),
         };
         let stored = self.data.index_select(0, &slots);
-        let fresh = uniform(&stored.size(), self.init_range, device);
+        // Restarts of a per-class block start in their class; others in a random class.
+        let fresh = self.init.sample(&stored.size(), y.filter(|_| self.classes.is_some()), device);
         let mut mask_shape = vec![n];
         mask_shape.extend(std::iter::repeat_n(1, stored.dim() - 1));
         let restart = Tensor::rand([n], (Kind::Float, device)).lt(self.reinit_fraction).view(mask_shape.as_slice());
@@ -101,11 +134,6 @@ fn class_slots(y: &Tensor, classes: i64, block: i64) -> Tensor {
     let perm = Tensor::rand([classes, block], (Kind::Float, device)).argsort_stable(true, 1, false);
     let within = perm.view([-1]).index_select(0, &(y * block + rank.remainder(block)));
     y * block + within
-}
-
-/// U(-r, r) of the given shape.
-pub fn uniform(dims: &[i64], r: f64, device: Device) -> Tensor {
-    Tensor::rand(dims, (Kind::Float, device)) * (2.0 * r) - r
 }
 
 #[cfg(test)]
@@ -157,6 +185,27 @@ mod tests {
         let back: Vec<f32> =
             Vec::try_from(&b.data.index_select(0, &Tensor::from_slice(&[4i64, 7])).view([-1])).unwrap();
         assert_eq!(back, vec![4.0, 5.0]);
+    }
+
+    /// JEM++'s fill: each block of a per-class buffer starts in its class's Gaussian, and its
+    /// restarts come from there too (two classes far apart, told apart by sign).
+    #[test]
+    fn a_class_gaussian_fill_puts_each_class_in_its_block() {
+        use crate::data::{Dataset, Pixels};
+        let pts = vec![-0.8f32, -0.7, -0.75, 0.8, 0.7, 0.75];
+        let classes = vec!["a".into(), "b".into()];
+        let ds = Dataset::new("pts", Pixels::F32(pts), vec![1], Some(vec![0, 0, 0, 1, 1, 1]), classes).unwrap();
+        let g = super::super::ClassGaussians::fit(&ds, &[0, 1, 2, 3, 4, 5], Some(2), 1e-4, 1.0, Device::Cpu).unwrap();
+        tch::manual_seed(2);
+        let mut b = ReplayBuffer::new(10, &[1], 1.0, Some(2), 1.0, Device::Cpu);
+        b.refill(Rc::new(ChainInit::ClassGaussians(g)));
+        let signs: Vec<f32> = Vec::try_from(&b.data.sign().view([-1])).unwrap();
+        assert_eq!(signs, vec![-1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        // Every chain restarts (fraction 1): from its class, whatever was stored.
+        let y = Tensor::from_slice(&[1i64, 0, 1]);
+        let d = b.draw(3, Some(&y));
+        let signs: Vec<f32> = Vec::try_from(&d.x.sign().view([-1])).unwrap();
+        assert_eq!(signs, vec![1.0, -1.0, 1.0]);
     }
 
     #[test]

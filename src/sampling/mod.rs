@@ -5,6 +5,7 @@ pub mod ais;
 pub mod buffer;
 pub mod hmc;
 pub mod independent;
+pub mod init;
 pub mod langevin;
 pub mod mala;
 pub mod mh;
@@ -12,6 +13,7 @@ pub mod negatives;
 
 pub use buffer::ReplayBuffer;
 pub use hmc::Hmc;
+pub use init::{ChainInit, ClassGaussians};
 pub use langevin::Langevin;
 pub use mala::Mala;
 pub use negatives::{ChainSpace, ChainUse, Negatives};

@@ -5,8 +5,10 @@
 //! Buffer writes are held until the trainer commits the step, so a step that is discarded (the
 //! divergence guard) leaves the buffer as it was.
 use crate::config::{BufferConfig, SamplerConfig};
-use crate::sampling::buffer::{uniform, ReplayBuffer};
+use crate::sampling::buffer::ReplayBuffer;
+use crate::sampling::init::ChainInit;
 use crate::sampling::Sampler;
+use std::rc::Rc;
 use tch::{Device, Tensor};
 
 /// What an objective needs of the model's chains: declared by the objective, built by
@@ -49,9 +51,14 @@ pub struct Negatives {
     pub buffer: Option<ReplayBuffer>,
     /// Shape of one example.
     pub shape: Vec<i64>,
-    pub init_range: f64,
+    /// Where chains without a buffer start (and the buffer's restarts: see [`Negatives::set_init`]).
+    pub init: Rc<ChainInit>,
     pub device: Device,
     pending: Vec<(Tensor, Tensor)>,
+    /// Every draw of this step in order, and, while a step is replayed, the draws still to hand
+    /// out again (see [`Negatives::replay`]).
+    drawn: Vec<Tensor>,
+    replaying: Option<std::collections::VecDeque<Tensor>>,
     /// Acceptance rates of this step's draws (MALA, HMC, independent MH).
     acceptance: Vec<Tensor>,
 }
@@ -65,7 +72,44 @@ impl Negatives {
         init_range: f64,
         device: Device,
     ) -> Self {
-        Negatives { sampler, steps, buffer, shape, init_range, device, pending: Vec::new(), acceptance: Vec::new() }
+        let init = Rc::new(ChainInit::Uniform { range: init_range });
+        Negatives {
+            sampler,
+            steps,
+            buffer,
+            shape,
+            init,
+            device,
+            pending: Vec::new(),
+            acceptance: Vec::new(),
+            drawn: Vec::new(),
+            replaying: None,
+        }
+    }
+
+    /// Fresh chains come from `init` from now on; the buffer is refilled from it.
+    pub fn set_init(&mut self, init: ChainInit) {
+        self.init = Rc::new(init);
+        if let Some(b) = &mut self.buffer {
+            b.refill(self.init.clone());
+        }
+    }
+
+    /// Until [`Negatives::end_replay`], every draw returns this step's draws again, in the same
+    /// order, without running the sampler (SAM's second pass evaluates the loss at perturbed
+    /// weights on the same negatives).
+    pub fn replay(&mut self) {
+        self.replaying = Some(self.drawn.iter().map(Tensor::shallow_clone).collect());
+    }
+
+    pub fn end_replay(&mut self) {
+        self.replaying = None;
+    }
+
+    /// The recorded draw, when replaying.
+    fn replayed(&mut self) -> Option<Tensor> {
+        let q = self.replaying.as_mut()?;
+        Some(q.pop_front().expect("a replayed step draws what it drew the first time"))
     }
 
     /// The chains an objective declared it uses, with the configured sampler and buffer; `None`
@@ -106,6 +150,9 @@ impl Negatives {
     /// after the configured number of sampler steps, started from the buffer (slots of class `y`
     /// with a per-class buffer) or from fresh noise.
     pub fn sample(&mut self, energy: &dyn Fn(&Tensor) -> Tensor, n: i64, y: Option<&Tensor>) -> Tensor {
+        if let Some(x) = self.replayed() {
+            return x;
+        }
         let (x0, slots) = match &self.buffer {
             Some(b) => {
                 let d = b.draw(n, y);
@@ -114,19 +161,25 @@ impl Negatives {
             None => {
                 let mut dims = vec![n];
                 dims.extend_from_slice(&self.shape);
-                (uniform(&dims, self.init_range, self.device), None)
+                (self.init.sample(&dims, y, self.device), None)
             }
         };
         let x = self.run(energy, &x0);
         if let Some(slots) = slots {
             self.pending.push((slots, x.shallow_clone()));
         }
+        self.drawn.push(x.shallow_clone());
         x
     }
 
     /// Samples after the configured sampler steps started at `x0` (CD-k's chains start at the data).
     pub fn sample_from(&mut self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor) -> Tensor {
-        self.run(energy, x0)
+        if let Some(x) = self.replayed() {
+            return x;
+        }
+        let x = self.run(energy, x0);
+        self.drawn.push(x.shallow_clone());
+        x
     }
 
     /// Writes the chains of this step back to the buffer.
@@ -137,18 +190,22 @@ impl Negatives {
             }
         }
         self.pending.clear();
+        self.drawn.clear();
     }
 
     /// Forgets this step's chains (the step is being discarded).
     pub fn discard(&mut self) {
         self.pending.clear();
         self.acceptance.clear();
+        self.drawn.clear();
+        self.replaying = None;
     }
 
-    /// Restarts every chain of the buffer from uniform noise (the guard's `reset_buffer`).
+    /// Restarts every chain of the buffer from the fresh-chain distribution (the guard's
+    /// `reset_buffer`).
     pub fn reset_buffer(&mut self) {
         if let Some(b) = &mut self.buffer {
-            b.data = uniform(&b.data.size(), self.init_range, self.device);
+            b.reset();
         }
     }
 }

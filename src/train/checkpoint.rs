@@ -1,5 +1,6 @@
 //! Checkpoints: a folder holding `model.safetensors` (PyTorch-style names), `optim.safetensors`
-//! (the optimiser's moments), `buffer.safetensors` (the replay buffer) and `manifest.json`
+//! (the optimiser's moments), `buffer.safetensors` (the replay buffer), `ema.safetensors` (the
+//! moving average of the weights, when kept) and `manifest.json`
 //! (config, step, epoch, schedule position, sizes and SHA-256 of the files), written last.
 //! The folder is written under a temporary name and renamed, so a kill at any moment leaves the
 //! previous checkpoint whole, and a folder without a valid manifest is never taken for one.
@@ -19,6 +20,10 @@ pub const MANIFEST: &str = "manifest.json";
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIM_FILE: &str = "optim.safetensors";
 pub const BUFFER_FILE: &str = "buffer.safetensors";
+pub const EMA_FILE: &str = "ema.safetensors";
+/// A file the divergence guard writes into checkpoints of a failing stretch it rolled back
+/// over: `--resume` of a run folder skips them (a checkpoint folder named explicitly still loads).
+pub const REJECTED: &str = "REJECTED";
 
 /// Where training stands: enough to continue exactly.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,6 +42,10 @@ pub struct TrainState {
     pub rollbacks: u32,
     pub lr_scale: f64,
     pub sgld_steps: usize,
+    /// The divergence guard's memory of the last steps' cross-entropy and energy gap, so that a
+    /// resumed run judges its next steps as the uninterrupted run would.
+    pub recent_ce: Vec<f64>,
+    pub recent_gap: Vec<f64>,
 }
 
 impl Default for TrainState {
@@ -50,6 +59,8 @@ impl Default for TrainState {
             rollbacks: 0,
             lr_scale: 1.0,
             sgld_steps: 0,
+            recent_ce: Vec::new(),
+            recent_gap: Vec::new(),
         }
     }
 }
@@ -87,6 +98,7 @@ pub struct Contents<'a> {
     pub vs: &'a VarStore,
     pub optimizer: Option<&'a Optimizer>,
     pub buffer: Option<&'a Tensor>,
+    pub ema: Option<&'a super::ema::Ema>,
     pub state: &'a TrainState,
     pub config: &'a TrainConfig,
 }
@@ -98,7 +110,8 @@ pub fn estimate_bytes(c: &Contents) -> u64 {
     let weights: u64 = vars.values().map(tensor_bytes).sum();
     let optim = c.optimizer.map_or(0, |o| o.state_bytes());
     let buffer = c.buffer.map_or(0, tensor_bytes);
-    weights + optim + buffer + 64 * 1024 + 512 * vars.len() as u64
+    let ema = c.ema.map_or(0, |e| e.bytes());
+    weights + optim + buffer + ema + 64 * 1024 + 1024 * vars.len() as u64
 }
 
 /// Free space asked for before training, in checkpoints: the one being written and room for a
@@ -165,6 +178,10 @@ pub fn save(root: &Path, name: &str, c: &Contents) -> crate::Result<PathBuf> {
             Tensor::write_safetensors(&[("buffer", b.to_device(tch::Device::Cpu).contiguous())], &path)
                 .with_context(|| format!("{}: cannot write", path.display()))?;
             names.push(BUFFER_FILE);
+        }
+        if let Some(e) = c.ema {
+            e.save(&tmp.join(EMA_FILE))?;
+            names.push(EMA_FILE);
         }
         let mut files = Vec::new();
         for n in names {
@@ -267,7 +284,7 @@ pub fn read_manifest(dir: &Path) -> crate::Result<Manifest> {
 }
 
 /// Resolves a path given to `--resume`/`--ckpt`: a checkpoint folder, a run folder or its
-/// `checkpoints/` folder (the newest valid checkpoint by step is taken).
+/// `checkpoints/` folder (the newest valid checkpoint by step is taken, rejected ones skipped).
 pub fn resolve(path: &Path) -> crate::Result<PathBuf> {
     if !path.exists() {
         bail!("{}: no such checkpoint or run folder", path.display());
@@ -276,22 +293,46 @@ pub fn resolve(path: &Path) -> crate::Result<PathBuf> {
         read_manifest(path)?;
         return Ok(path.to_path_buf());
     }
+    newest_at_most(path, u64::MAX)
+}
+
+/// The valid, not rejected checkpoints of a run folder (or its `checkpoints/` folder), by step.
+fn listed(path: &Path) -> crate::Result<Vec<(u64, PathBuf)>> {
     let root = if path.join("checkpoints").is_dir() { path.join("checkpoints") } else { path.to_path_buf() };
-    let mut best: Option<(u64, PathBuf)> = None;
     let entries = std::fs::read_dir(&root).with_context(|| format!("{}: cannot list", root.display()))?;
+    let mut found = Vec::new();
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !p.is_dir() {
+        if name.starts_with('.') || !p.is_dir() || p.join(REJECTED).exists() {
             continue;
         }
         if let Ok(m) = read_manifest(&p) {
-            if best.as_ref().is_none_or(|(s, _)| m.state.step > *s) {
-                best = Some((m.state.step, p));
-            }
+            found.push((m.state.step, p));
         }
     }
-    best.map(|(_, p)| p).with_context(|| format!("{}: holds no complete checkpoint", path.display()))
+    found.sort();
+    Ok(found)
+}
+
+/// The newest valid checkpoint at step `max_step` or before (not rejected) under `path`.
+pub fn newest_at_most(path: &Path, max_step: u64) -> crate::Result<PathBuf> {
+    let found = listed(path)?;
+    let newest = found.into_iter().filter(|(s, _)| *s <= max_step).max_by_key(|(s, _)| *s);
+    match newest {
+        Some((_, p)) => Ok(p),
+        None if max_step == u64::MAX => bail!("{}: holds no complete checkpoint", path.display()),
+        None => bail!("{}: holds no complete checkpoint at step {max_step} or before", path.display()),
+    }
+}
+
+/// Marks every checkpoint under `root` newer than `step` rejected, with `reason` (the divergence
+/// guard rolled back over them); returns how many.
+pub fn reject_newer(root: &Path, step: u64, reason: &str) -> usize {
+    let Ok(found) = listed(root) else { return 0 };
+    let newer: Vec<PathBuf> = found.into_iter().filter(|(s, _)| *s > step).map(|(_, p)| p).collect();
+    let note = format!("rolled back over by the divergence guard to step {step}: {reason}\n");
+    newer.iter().filter(|p| std::fs::write(p.join(REJECTED), &note).is_ok()).count()
 }
 
 /// Loads model weights into `vs`, checking that names and shapes match exactly first.
@@ -332,6 +373,11 @@ pub fn assign_weights(vs: &mut VarStore, tensors: Vec<(String, Tensor)>, path: &
     Ok(())
 }
 
+/// Whether the checkpoint of `m` lists the file `name`.
+pub fn has_file(m: &Manifest, name: &str) -> bool {
+    m.files.iter().any(|f| f.name == name)
+}
+
 /// Loads the replay buffer of a checkpoint, if it has one.
 pub fn load_buffer(dir: &Path) -> crate::Result<Option<Tensor>> {
     let path = dir.join(BUFFER_FILE);
@@ -353,19 +399,59 @@ pub struct Loaded {
     pub vs: VarStore,
     pub net: crate::models::EnergyNet,
     pub buffer: Option<Tensor>,
+    /// Which weights were loaded.
+    pub weights: Weights,
 }
 
-/// Opens a checkpoint (or the newest in a run folder) on `device`.
+/// Which weights of a checkpoint to evaluate or sample with (`--weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    /// The moving average when the checkpoint has one, else the trained weights.
+    Auto,
+    /// The moving average of the weights (`[ema]`); an error when the checkpoint has none.
+    Ema,
+    /// The trained weights themselves.
+    Raw,
+}
+
+impl Weights {
+    pub fn label(self) -> &'static str {
+        match self {
+            Weights::Auto => "auto",
+            Weights::Ema => "ema",
+            Weights::Raw => "raw",
+        }
+    }
+}
+
+/// Opens a checkpoint (or the newest in a run folder) on `device`, with the weight average when
+/// it has one.
 pub fn load_model(path: &Path, device: tch::Device) -> crate::Result<Loaded> {
+    load_model_weights(path, device, Weights::Auto)
+}
+
+/// Opens a checkpoint (or the newest in a run folder) on `device` with the chosen weights.
+pub fn load_model_weights(path: &Path, device: tch::Device, weights: Weights) -> crate::Result<Loaded> {
     let dir = resolve(path)?;
     let manifest = read_manifest(&dir)?;
     let config = TrainConfig::from_json(&manifest.config)
         .with_context(|| format!("{}: the manifest's config is invalid", dir.join(MANIFEST).display()))?;
     let mut vs = VarStore::new(device);
     let net = crate::models::EnergyNet::new(&vs.root(), &config.model);
-    load_weights(&mut vs, &dir)?;
+    let has_ema = has_file(&manifest, EMA_FILE);
+    let weights = match (weights, has_ema) {
+        (Weights::Ema, false) => bail!(
+            "{}: no weight average in this checkpoint (it was trained without ema.decay); use --weights raw",
+            dir.display()
+        ),
+        (Weights::Auto, true) | (Weights::Ema, true) => Weights::Ema,
+        _ => Weights::Raw,
+    };
+    let file = if weights == Weights::Ema { EMA_FILE } else { MODEL_FILE };
+    let path = dir.join(file);
+    assign_weights(&mut vs, read_tensors(&path).context("cannot read weights")?, &path)?;
     let buffer = load_buffer(&dir)?.map(|b| b.to_device(device));
-    Ok(Loaded { dir, config, state: manifest.state, vs, net, buffer })
+    Ok(Loaded { dir, config, state: manifest.state, vs, net, buffer, weights })
 }
 
 /// The config of the checkpoint folder `dir` (as [`resolve`] gives it) with `--set` overrides
@@ -402,7 +488,14 @@ mod tests {
         let opt = super::super::optim::Optimizer::new(&vs, &config.optim);
         let buffer = Tensor::zeros([100, 2], (tch::Kind::Float, tch::Device::Cpu));
         let state = TrainState::default();
-        let c = Contents { vs: &vs, optimizer: Some(&opt), buffer: Some(&buffer), state: &state, config: &config };
+        let c = Contents {
+            vs: &vs,
+            optimizer: Some(&opt),
+            buffer: Some(&buffer),
+            ema: None,
+            state: &state,
+            config: &config,
+        };
         let weights: u64 = vs.variables().values().map(tensor_bytes).sum();
         assert!(weights > 0);
         // Adam keeps two moments per weight.
@@ -413,7 +506,7 @@ mod tests {
         let ckpt = save(dir.path(), "step-1", &c).unwrap();
         let written: u64 = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(written <= estimate, "written {written} > estimate {estimate}");
-        assert!(estimate - written < 64 * 1024 + 512 * vs.variables().len() as u64);
+        assert!(estimate - written < 64 * 1024 + 1024 * vs.variables().len() as u64);
     }
 
     #[test]
@@ -430,5 +523,36 @@ mod tests {
         assert!(reported.abs_diff(available) < available / 10 + (1 << 30), "{reported} vs {available}");
         let e = available_bytes(&dir.path().join("missing")).unwrap_err().to_string();
         assert!(e.contains("missing") && e.contains("cannot read the free space"), "{e}");
+    }
+
+    /// A guard rollback over a failing stretch marks the newer checkpoints rejected: the run
+    /// folder then resumes from the last good one, the rollback finds the newest one from before
+    /// the evidence, and pruning keeps good ones over rejected ones.
+    #[test]
+    fn rejected_checkpoints_are_skipped_by_resume_and_pruned_first() {
+        let config = TrainConfig::parse("[model]\npreset = \"mlp-2d\"\n[objective]\nname = \"igebm\"\n", &[]).unwrap();
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _net = crate::models::EnergyNet::new(&vs.root(), &config.model);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("checkpoints");
+        let save_at = |step: u64| {
+            let state = TrainState { step, ..TrainState::default() };
+            let c = Contents { vs: &vs, optimizer: None, buffer: None, ema: None, state: &state, config: &config };
+            save(&root, &format!("step-{step:08}"), &c).unwrap()
+        };
+        let (s1, s5, s9) = (save_at(1), save_at(5), save_at(9));
+        assert_eq!(resolve(dir.path()).unwrap(), s9);
+        assert_eq!(newest_at_most(&root, 8).unwrap(), s5);
+        assert_eq!(reject_newer(&root, 5, "a test"), 1);
+        assert!(std::fs::read_to_string(s9.join(REJECTED)).unwrap().contains("to step 5: a test"));
+        assert_eq!(resolve(dir.path()).unwrap(), s5, "the run folder resumes from the last good checkpoint");
+        assert_eq!(resolve(&s9).unwrap(), s9, "a rejected checkpoint named explicitly still opens");
+        let e = newest_at_most(&root, 0).unwrap_err().to_string();
+        assert!(e.contains("no complete checkpoint at step 0 or before"), "{e}");
+        super::super::output::prune(&root, 1);
+        assert!(!s1.exists() && s5.exists() && s9.exists());
+        let s12 = save_at(12);
+        super::super::output::prune(&root, 1);
+        assert!(!s5.exists() && !s9.exists() && s12.exists(), "a superseded rejected checkpoint goes");
     }
 }

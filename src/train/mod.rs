@@ -2,6 +2,7 @@
 //! [`run::Run`] is the loop around it (data, logging, validation, checkpoints, the divergence
 //! guard, exact resume); beside them the optimisers and schedule, checkpoints and metrics.
 pub mod checkpoint;
+pub mod ema;
 pub mod guard;
 pub mod metrics;
 pub mod optim;
@@ -9,6 +10,7 @@ pub mod output;
 pub mod progress;
 pub mod run;
 pub mod run_data;
+pub mod sam;
 pub mod tensor_file;
 pub mod trainer;
 

@@ -23,7 +23,8 @@ pub fn check_out_dir(out: &Path, resuming: bool) -> crate::Result<()> {
     Ok(())
 }
 
-/// Removes step checkpoints beyond the newest `keep`.
+/// Removes step checkpoints beyond the newest `keep` good ones, and rejected ones (see
+/// [`crate::train::checkpoint::REJECTED`]) that a newer good one has superseded.
 pub fn prune(root: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     let mut steps: Vec<PathBuf> = entries
@@ -32,8 +33,13 @@ pub fn prune(root: &Path, keep: usize) {
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
         .collect();
     steps.sort();
-    let n = steps.len();
-    for p in steps.into_iter().take(n.saturating_sub(keep)) {
+    let rejected = |p: &PathBuf| p.join(super::checkpoint::REJECTED).exists();
+    let good: Vec<&PathBuf> = steps.iter().filter(|p| !rejected(p)).collect();
+    let newest_good = good.last().map(|p| p.to_path_buf());
+    for p in good.iter().take(good.len().saturating_sub(keep)) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    for p in steps.iter().filter(|p| rejected(p) && newest_good.as_ref().is_some_and(|g| *p < g)) {
         let _ = std::fs::remove_dir_all(p);
     }
 }

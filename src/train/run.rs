@@ -18,7 +18,7 @@ use crate::data::loader::{mix_seed, Batch, Loader};
 use crate::data::Dataset;
 use crate::eval::classify;
 use crate::models::Precision;
-use crate::objectives::Terms;
+use crate::objectives::{Inputs, Terms};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::PathBuf;
@@ -66,6 +66,8 @@ pub struct Run<'a> {
     pos: TrainState,
     data: RunData,
     loader: Loader,
+    /// The p(x) term's own plain loader (`data.px_batch = "plain"`).
+    px_loader: Option<Loader>,
     per_epoch: u64,
     total: u64,
     ckpt_root: PathBuf,
@@ -108,6 +110,9 @@ impl<'a> Run<'a> {
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
         let mut trainer = Trainer::new(cfg, device, data.range)?;
+        if cfg.buffer.init != crate::config::BufferInit::Uniform && trainer.negatives.is_some() {
+            trainer.set_chain_init(data.chain_init(cfg, device)?);
+        }
         let pos = match &resume_dir {
             Some(dir) => trainer.restore(dir)?,
             None => TrainState::default(),
@@ -125,7 +130,7 @@ impl<'a> Run<'a> {
         if cfg.train.max_steps > 0 {
             total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
         }
-        let loader = data.loader(&pos, cfg.data.prefetch, device.is_cuda());
+        let (loader, px_loader) = data.loaders(&pos, cfg.data.prefetch, device.is_cuda());
         if resume_dir.is_none() && cfg.guard.enabled {
             // Something to roll back to before the first periodic checkpoint.
             trainer.save(&ckpt_root, &format!("step-{:08}", pos.step), &pos)?;
@@ -140,6 +145,7 @@ impl<'a> Run<'a> {
             pos,
             data,
             loader,
+            px_loader,
             per_epoch,
             total,
             ckpt_root,
@@ -161,17 +167,18 @@ impl<'a> Run<'a> {
     pub fn until_done(mut self) -> crate::Result<Summary> {
         let mut interrupted = false;
         while self.pos.step < self.total {
-            if self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            if self.stop_requested() {
                 self.checkpoint()?;
                 interrupted = true;
                 break;
             }
-            let batch = self.next_batch();
+            let (batch, px_batch) = self.next_batch();
             let lr = learning_rate(&self.cfg.optim, self.pos.step, self.pos.epoch) * self.pos.lr_scale;
-            let x = crate::device::to_device_async(&batch.x, self.device);
-            let y = batch.y.map(|y| crate::device::to_device_async(&y, self.device));
-            match self.trainer.step(&x, y.as_ref(), lr) {
-                Step::Diverged(reason) => self.rollback(reason)?,
+            let on_device = |t: &Tensor| crate::device::to_device_async(t, self.device);
+            let (x, y, x_px) =
+                (on_device(&batch.x), batch.y.as_ref().map(on_device), px_batch.map(|b| on_device(&b.x)));
+            match self.trainer.step(&Inputs { x: &x, y: y.as_ref(), x_px: x_px.as_ref() }, lr) {
+                Step::Diverged { reason, lookback } => self.rollback(reason, lookback)?,
                 Step::Taken { terms, grad_norm } => {
                     let epoch_end = self.advance();
                     self.log(&terms, lr, grad_norm)?;
@@ -191,12 +198,20 @@ impl<'a> Run<'a> {
         self.finish(interrupted)
     }
 
-    /// The next batch, with libtorch's generator reseeded for this step.
-    fn next_batch(&mut self) -> Batch {
+    /// A stop signal, or the end of the time budget (`train.max_seconds`).
+    fn stop_requested(&self) -> bool {
+        let budget = self.cfg.train.max_seconds;
+        self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || (budget > 0.0 && self.started.elapsed().as_secs_f64() >= budget)
+    }
+
+    /// The next batch (and the p(x) term's own batch, if it has one), with libtorch's generator
+    /// reseeded for this step.
+    fn next_batch(&mut self) -> (Batch, Option<Batch>) {
         tch::manual_seed(mix_seed(&[self.cfg.train.seed, 1, self.pos.step]) as i64 & i64::MAX);
         let batch = self.loader.next_batch();
         debug_assert_eq!((batch.epoch, batch.index), (self.pos.epoch, self.pos.index));
-        batch
+        (batch, self.px_loader.as_mut().map(Loader::next_batch))
     }
 
     /// Moves the position past a taken step; true at the end of an epoch.
@@ -266,25 +281,39 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// The divergence guard's answer to a diverged step: back to the newest checkpoint with a
-    /// lower learning rate (and longer chains, a fresh buffer, as configured), or give up with the
-    /// last good state saved.
-    fn rollback(&mut self, reason: String) -> crate::Result<()> {
+    /// The divergence guard's answer to a diverged step: back to the newest checkpoint from before
+    /// the evidence (`lookback` steps: a failing trend started earlier) with a lower learning rate
+    /// (and longer chains, a fresh buffer, as configured), marking the newer checkpoints rejected;
+    /// or give up, naming that last good checkpoint, which `--resume` of the run folder then takes.
+    fn rollback(&mut self, reason: String, lookback: u64) -> crate::Result<()> {
         let g = &self.cfg.guard;
         let (step, epoch, rollbacks) = (self.pos.step, self.pos.epoch, self.pos.rollbacks);
+        let target = checkpoint::newest_at_most(&self.ckpt_root, step.saturating_sub(lookback));
+        if let Ok(t) = &target {
+            let target_step = checkpoint::read_manifest(t)?.state.step;
+            checkpoint::reject_newer(&self.ckpt_root, target_step, &reason);
+        }
         if guard::gives_up(g, rollbacks) {
-            let path = self.trainer.save(&self.ckpt_root, &format!("step-{step:08}"), &self.pos)?;
             let tried = if g.enabled { format!(" after {rollbacks} rollbacks") } else { String::new() };
+            let good = match target {
+                Ok(t) => t,
+                // No checkpoint before the evidence (the guard is off, so no step-0 one): the state
+                // before this step is the best there is.
+                Err(_) => self.trainer.save(&self.ckpt_root, &format!("step-{step:08}"), &self.pos)?,
+            };
             bail!(
-                "diverged at step {step} (epoch {epoch}): {reason}{tried}; the last good state (before this step) is saved in {} — resume from it with a lower optim.lr or more sgld.steps",
-                path.display()
+                "diverged at step {step} (epoch {epoch}): {reason}{tried}; the last good state is {} (newer checkpoints are marked {}) — continue from it with a lower learning rate: ebm train --resume {} --set optim.lr=<lower>",
+                good.display(),
+                checkpoint::REJECTED,
+                self.opts.out.display()
             );
         }
         let steps = self.trainer.negatives.as_ref().map_or(self.cfg.sampler.steps, |n| n.steps);
         let (lr_scale, sgld_steps) = guard::after_rollback(g, self.pos.lr_scale, steps);
-        let target = checkpoint::resolve(&self.ckpt_root)?;
+        let target = target?;
         self.pos = TrainState { rollbacks: rollbacks + 1, lr_scale, sgld_steps, ..self.trainer.restore(&target)? };
         self.trainer.set_chain_steps(sgld_steps);
+        self.trainer.forget_trend();
         if g.reset_buffer {
             if let Some(n) = &mut self.trainer.negatives {
                 n.reset_buffer();
@@ -298,7 +327,7 @@ impl<'a> Run<'a> {
             "step {step}: {reason}; rolled back to step {} (rollback {} of {}), learning rate x{}, {} SGLD steps",
             p.step, p.rollbacks, g.max_rollbacks, p.lr_scale, p.sgld_steps
         ));
-        self.loader = self.data.loader(p, self.cfg.data.prefetch, self.device.is_cuda());
+        (self.loader, self.px_loader) = self.data.loaders(p, self.cfg.data.prefetch, self.device.is_cuda());
         self.progress.set_position(p.step);
         Ok(())
     }
@@ -325,6 +354,7 @@ impl<'a> Run<'a> {
     fn finish(self, interrupted: bool) -> crate::Result<Summary> {
         self.progress.finish();
         drop(self.loader);
+        drop(self.px_loader);
         let test_acc = match &self.data.test {
             Some(t) => accuracy(&self.trainer, t, self.cfg, self.device)?,
             None => None,

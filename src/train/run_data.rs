@@ -1,9 +1,11 @@
 //! The data of a training run: the training set (checked against the model), its held-out
-//! validation part, the optional test set, and the batch plan of the loader.
+//! validation part, the optional test set, and the batch plans of the loaders (the classifier's,
+//! and the p(x) term's plain one when `data.px_batch = "plain"`).
 use super::checkpoint::TrainState;
-use crate::config::TrainConfig;
-use crate::data::loader::{train_valid_split, BatchPlan, Loader};
+use crate::config::{BufferInit, PxBatch, TrainConfig};
+use crate::data::loader::{mix_seed, train_valid_split, BatchPlan, Loader};
 use crate::data::{self, Dataset, LoadOptions};
+use crate::sampling::{ChainInit, ClassGaussians};
 use anyhow::bail;
 use std::sync::Arc;
 
@@ -13,6 +15,9 @@ pub struct RunData {
     pub valid: Dataset,
     pub test: Option<Dataset>,
     pub plan: BatchPlan,
+    /// The plan of the p(x) term's own loader: the same examples in another order (its own seed
+    /// stream), never augmented; None: the p(x) term uses the classifier's batch.
+    pub px_plan: Option<BatchPlan>,
     /// Range of fresh chains and of IGEBM's clamp: [-1, 1] for images, the data's extent for points.
     pub range: f64,
 }
@@ -39,14 +44,41 @@ impl RunData {
             augment: cfg.data.augment && full.is_image(),
             noise_sigma: if full.is_image() { cfg.data.noise_sigma as f32 } else { 0.0 },
         };
+        let px_plan = (cfg.data.px_batch == PxBatch::Plain).then(|| BatchPlan {
+            seed: mix_seed(&[cfg.train.seed, 0x9c]),
+            augment: false,
+            ..plan.clone()
+        });
         let range = full.chain_range();
-        Ok(RunData { full, valid, test, plan, range })
+        Ok(RunData { full, valid, test, plan, px_plan, range })
     }
 
-    /// The loader of the training batches from the position `pos` on (`prefetch` batches ahead;
-    /// pinned memory for a CUDA run).
-    pub fn loader(&self, pos: &TrainState, prefetch: usize, pin: bool) -> Loader {
-        Loader::start(self.full.clone(), self.plan.clone(), pos.epoch, pos.index, prefetch, pin)
+    /// The loaders of the training batches from the position `pos` on (`prefetch` batches ahead;
+    /// pinned memory for a CUDA run): the classifier's, and the p(x) term's plain one if any.
+    pub fn loaders(&self, pos: &TrainState, prefetch: usize, pin: bool) -> (Loader, Option<Loader>) {
+        let start =
+            |plan: &BatchPlan| Loader::start(self.full.clone(), plan.clone(), pos.epoch, pos.index, prefetch, pin);
+        (start(&self.plan), self.px_plan.as_ref().map(start))
+    }
+
+    /// Where fresh chains start under `buffer.init`: JEM++'s class Gaussians are fitted here, to the
+    /// training examples (not the validation ones), per class when the model classifies.
+    pub fn chain_init(&self, cfg: &TrainConfig, device: tch::Device) -> crate::Result<ChainInit> {
+        Ok(match cfg.buffer.init {
+            BufferInit::Uniform => ChainInit::Uniform { range: self.range },
+            BufferInit::ClassGaussian => {
+                let classes = cfg.model.is_conditional().then_some(cfg.model.num_classes);
+                let g = ClassGaussians::fit(
+                    &self.full,
+                    &self.plan.indices,
+                    classes,
+                    cfg.buffer.init_ridge,
+                    self.range,
+                    device,
+                )?;
+                ChainInit::ClassGaussians(g)
+            }
+        })
     }
 }
 

@@ -1,16 +1,19 @@
 //! One training step, and the state it acts on (built in one place, [`Trainer::new`]):
 //!
 //!   negatives x- ~ p_theta (the objective's chains) -> loss L(theta) -> backward -> [reduce the
-//!   gradients across processes] -> guard -> clip -> optimiser update -> commit the chains.
+//!   gradients across processes] -> guard -> [SAM: the loss and gradient again at the perturbed
+//!   weights, same negatives] -> clip -> optimiser update -> [weight average] -> commit the chains.
 //!
 //! `ebm train` runs this step in its loop ([`super::run`]) and `ebm bench` times this same step.
 use super::checkpoint::{self, Contents, TrainState};
+use super::ema::Ema;
 use super::guard::{self, Probe};
 use super::optim::Optimizer;
+use super::sam;
 use crate::config::TrainConfig;
 use crate::models::{EnergyNet, Precision};
-use crate::objectives::{self, Objective, Terms};
-use crate::sampling::{ChainSpace, Negatives};
+use crate::objectives::{self, Inputs, Objective, Terms};
+use crate::sampling::{ChainInit, ChainSpace, Negatives};
 use anyhow::bail;
 use std::path::Path;
 use tch::{nn::VarStore, Device, Tensor};
@@ -27,8 +30,10 @@ pub trait GradientReducer {
 pub enum Step {
     /// The update was taken: the step's loss terms and its global gradient norm (before clipping).
     Taken { terms: Terms, grad_norm: f64 },
-    /// The guard found the step diverged (the reason); weights, optimiser and chains are as before it.
-    Diverged(String),
+    /// The guard found the step diverged; weights, optimiser and chains are as before it. The
+    /// evidence covers the last `lookback` steps too (a failing trend), so the state to go back
+    /// to is at least that old.
+    Diverged { reason: String, lookback: u64 },
 }
 
 /// The network, its objective, the optimiser and the objective's chains.
@@ -39,6 +44,10 @@ pub struct Trainer {
     pub opt: Optimizer,
     /// The chains of the objective's [`crate::sampling::ChainUse`] (None: it draws none).
     pub negatives: Option<Negatives>,
+    /// The moving average of the weights (`[ema]`), if kept.
+    pub ema: Option<Ema>,
+    /// The recent steps the guard's failing-run tests look at.
+    trend: guard::Trend,
     cfg: TrainConfig,
     reducer: Option<Box<dyn GradientReducer>>,
 }
@@ -58,7 +67,17 @@ impl Trainer {
         let classes = cfg.model.is_conditional().then_some(cfg.model.num_classes as i64);
         let space = ChainSpace { shape: net.input_shape(), range, classes, device };
         let negatives = Negatives::for_use(objective.chain_use(), &cfg.sampler, &cfg.buffer, &space);
-        Ok(Trainer { vs, net, objective, opt, negatives, cfg: cfg.clone(), reducer: None })
+        let ema = cfg.ema.enabled().then(|| Ema::new(&vs, &cfg.ema));
+        let trend = guard::Trend::default();
+        Ok(Trainer { vs, net, objective, opt, negatives, ema, trend, cfg: cfg.clone(), reducer: None })
+    }
+
+    /// Fresh chains (the buffer's fill and restarts, chains without a buffer) come from `init`
+    /// from now on; the buffer is refilled from it.
+    pub fn set_chain_init(&mut self, init: ChainInit) {
+        if let Some(n) = &mut self.negatives {
+            n.set_init(init);
+        }
     }
 
     /// Sets what combines gradients across processes (none: this process's own).
@@ -66,32 +85,86 @@ impl Trainer {
         self.reducer = Some(reducer);
     }
 
-    /// One training step on the batch `x` (labels `y`) at learning rate `lr`. One host read: the
-    /// guard's five values, before the update.
-    pub fn step(&mut self, x: &Tensor, y: Option<&Tensor>, lr: f64) -> Step {
-        let terms = self.objective.loss(&self.net, x, y, self.negatives.as_mut());
-        self.opt.zero_grad();
-        terms.loss.backward();
-        if let Some(r) = &mut self.reducer {
-            r.reduce(self.opt.parameters());
-        }
+    /// One training step on `batch` at learning rate `lr`. One host read: the guard's five
+    /// values, before the update.
+    pub fn step(&mut self, batch: &Inputs, lr: f64) -> Step {
+        let terms = self.objective.loss(&self.net, batch, self.negatives.as_mut());
+        self.backward(&terms.loss);
         let grad_norm = self.opt.grad_norm();
         let probe = Probe::read(&terms, &grad_norm);
-        if let Some(reason) = guard::divergence(&probe, &self.cfg.guard) {
+        self.trend.push(&probe, &self.cfg.guard);
+        let classes = self.cfg.model.is_conditional().then_some(self.cfg.model.num_classes);
+        let failing = || self.trend.failing(&self.cfg.guard, classes).map(|r| (r, self.cfg.guard.window as u64));
+        let verdict = guard::divergence(&probe, &self.cfg.guard).map(|r| (r, 0)).or_else(failing);
+        if let Some((reason, lookback)) = verdict {
             if let Some(n) = &mut self.negatives {
                 n.discard();
             }
-            return Step::Diverged(reason);
+            return Step::Diverged { reason, lookback };
+        }
+        let sam = self.cfg.optim.sam_rho > 0.0;
+        if sam {
+            self.sharpness_aware(batch);
         }
         if self.cfg.optim.clip_grad_norm > 0.0 {
-            self.opt.clip_grad_norm(&grad_norm, self.cfg.optim.clip_grad_norm);
+            let norm = if sam { self.opt.grad_norm() } else { grad_norm };
+            self.opt.clip_grad_norm(&norm, self.cfg.optim.clip_grad_norm);
         }
         self.opt.step(lr);
+        if let Some(e) = &mut self.ema {
+            e.update(self.opt.t - 1);
+        }
         if let Some(n) = &mut self.negatives {
             n.commit();
         }
         self.objective.commit();
         Step::Taken { terms, grad_norm: probe.grad_norm }
+    }
+
+    /// Gradients of `loss` in `.grad()`, combined across processes when a reducer is set.
+    fn backward(&mut self, loss: &Tensor) {
+        self.opt.zero_grad();
+        loss.backward();
+        if let Some(r) = &mut self.reducer {
+            r.reduce(self.opt.parameters());
+        }
+    }
+
+    /// SAM's second pass ([`sam`]): the loss at w + e(w) on the same batch and the same negatives
+    /// (replayed, not resampled); its gradient replaces the first; the weights go back to w and the
+    /// running statistics (every untrainable variable) to what the first pass left.
+    fn sharpness_aware(&mut self, batch: &Inputs) {
+        let adaptive = self.cfg.optim.sam_is_adaptive();
+        let e = sam::perturb(self.opt.parameters(), self.cfg.optim.sam_rho, adaptive);
+        let stats: Vec<(Tensor, Tensor)> = self
+            .vs
+            .variables()
+            .into_values()
+            .filter(|t| !t.requires_grad())
+            .map(|t| {
+                let saved = t.detach().copy();
+                (t, saved)
+            })
+            .collect();
+        if let Some(n) = &mut self.negatives {
+            n.replay();
+        }
+        let again = self.objective.loss(&self.net, batch, self.negatives.as_mut());
+        self.backward(&again.loss);
+        if let Some(n) = &mut self.negatives {
+            n.end_replay();
+        }
+        tch::no_grad(|| {
+            for (mut t, saved) in stats {
+                t.copy_(&saved);
+            }
+        });
+        sam::unperturb(self.opt.parameters(), &e);
+    }
+
+    /// Forgets the guard's memory of recent steps (a rollback restarts with other settings).
+    pub fn forget_trend(&mut self) {
+        self.trend.clear();
     }
 
     /// Sampler transitions per draw (the guard may raise it; 0 means the config's).
@@ -113,6 +186,7 @@ impl Trainer {
             vs: &self.vs,
             optimizer: Some(&self.opt),
             buffer: self.buffer().map(|b| &b.data),
+            ema: self.ema.as_ref(),
             state,
             config: &self.cfg,
         }
@@ -120,7 +194,9 @@ impl Trainer {
 
     /// Writes checkpoint `name` under `root` (see [`checkpoint::save`]).
     pub fn save(&self, root: &Path, name: &str, state: &TrainState) -> crate::Result<std::path::PathBuf> {
-        checkpoint::save(root, name, &self.contents(state))
+        let (recent_ce, recent_gap) = self.trend.values();
+        let state = TrainState { recent_ce, recent_gap, ..state.clone() };
+        checkpoint::save(root, name, &self.contents(&state))
     }
 
     /// Loads weights, optimiser moments, buffer and chain length from checkpoint `dir`; returns
@@ -128,6 +204,7 @@ impl Trainer {
     pub fn restore(&mut self, dir: &Path) -> crate::Result<TrainState> {
         let manifest = checkpoint::read_manifest(dir)?;
         checkpoint::load_weights(&mut self.vs, dir)?;
+        self.trend.restore(&manifest.state.recent_ce, &manifest.state.recent_gap);
         self.opt.load(&dir.join(checkpoint::OPTIM_FILE), manifest.state.optimizer_steps)?;
         let buffer = self.negatives.as_mut().and_then(|n| n.buffer.as_mut());
         if let (Some(b), Some(saved)) = (buffer, checkpoint::load_buffer(dir)?) {
@@ -135,6 +212,13 @@ impl Trainer {
                 bail!("{}: buffer of shape {:?}, the config needs {:?}", dir.display(), saved.size(), b.data.size());
             }
             tch::no_grad(|| b.data.copy_(&saved));
+        }
+        if let Some(e) = &mut self.ema {
+            match checkpoint::has_file(&manifest, checkpoint::EMA_FILE) {
+                true => e.load(&dir.join(checkpoint::EMA_FILE))?,
+                // Averaging was switched on at this resume: it starts at the restored weights.
+                false => e.reset(),
+            }
         }
         self.set_chain_steps(manifest.state.sgld_steps);
         Ok(manifest.state)
@@ -182,12 +266,12 @@ mod tests {
         let seen = Rc::new(Cell::new(0));
         t.set_gradient_reducer(Box::new(Scale { factor: 0.0, seen: seen.clone() }));
         let before = weights(&t);
-        let Step::Taken { grad_norm, .. } = t.step(&x, None, 0.1) else { panic!("diverged") };
+        let Step::Taken { grad_norm, .. } = t.step(&Inputs::new(&x, None), 0.1) else { panic!("diverged") };
         assert_eq!(seen.get(), t.opt.parameters().len());
         assert_eq!(grad_norm, 0.0);
         assert!(before.iter().zip(weights(&t)).all(|(a, b)| a.equal(&b)));
         t.set_gradient_reducer(Box::new(Scale { factor: 1.0, seen }));
-        let Step::Taken { grad_norm, .. } = t.step(&x, None, 0.1) else { panic!("diverged") };
+        let Step::Taken { grad_norm, .. } = t.step(&Inputs::new(&x, None), 0.1) else { panic!("diverged") };
         assert!(grad_norm > 0.0);
         assert!(before.iter().zip(weights(&t)).any(|(a, b)| !a.equal(&b)));
     }

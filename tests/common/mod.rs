@@ -131,3 +131,47 @@ pub fn train_toy2d(dir: &Path, name: &str, sets: &[&str]) -> PathBuf {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     run
 }
+
+/// The files of a checkpoint that must agree for two runs to be the same run.
+pub fn checkpoint_tensors(ckpt: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut all = Vec::new();
+    for f in ["model.safetensors", "optim.safetensors", "buffer.safetensors", "ema.safetensors"] {
+        if f == "ema.safetensors" && !ckpt.join(f).exists() {
+            continue;
+        }
+        let mut t = tch::Tensor::read_safetensors(ckpt.join(f)).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        all.extend(t.into_iter().map(|(n, t)| (format!("{f}:{n}"), t)));
+    }
+    all
+}
+
+/// Runs `config` three times into `dir`: twice for `epochs` epochs, once for one epoch then
+/// resumed to `epochs`; asserts the final checkpoints hold the same weights, optimiser moments
+/// and replay buffer (and weight average, when kept), bit for bit.
+pub fn repeats_and_resumes_exactly(dir: &Path, config: &Path, sets: &[&str], epochs: u64, per_epoch: u64) {
+    let run = |name: &str, extra: &[String]| {
+        let out = dir.join(name);
+        let mut args = vec!["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        args.extend(extra.iter().map(String::as_str));
+        ok(&args);
+        out
+    };
+    let all = ["--set".to_string(), format!("train.epochs={epochs}")];
+    let (a, b) = (run("a", &all), run("b", &all));
+    let c = run("c", &["--set".to_string(), "train.epochs=1".to_string()]);
+    ok(&["train", "--resume", c.to_str().unwrap(), "--set", &format!("train.epochs={epochs}"), "--quiet"]);
+    let last = |d: &Path| d.join(format!("checkpoints/step-{:08}", epochs * per_epoch));
+    let ta = checkpoint_tensors(&last(&a));
+    for other in [&b, &c] {
+        let to = checkpoint_tensors(&last(other));
+        assert_eq!(ta.len(), to.len());
+        for ((na, x), (nb, y)) in ta.iter().zip(&to) {
+            assert_eq!(na, nb);
+            assert!(x.equal(y), "{na} differs between {} and {}", a.display(), other.display());
+        }
+    }
+}
