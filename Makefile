@@ -6,6 +6,7 @@ EBM := target/release/ebm
 
 setup:
 	@bash scripts/setup-libtorch.sh
+	@bash scripts/setup-tensorboard.sh
 
 build: setup
 	$(CARGO) build --release

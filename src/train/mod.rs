@@ -10,6 +10,7 @@ pub mod progress;
 pub mod run;
 pub mod run_data;
 pub mod tensor_file;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use trainer::{GradientReducer, Step, Trainer};
