@@ -36,7 +36,7 @@ BENCH_DEVICE ?= cpu
 bench-compare: build
 	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 5 --threads 2
 	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 20 --threads 2
-	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sampler-steps 1000 --threads 1
+	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sgld-steps 1000 --threads 1
 
 clean-demo:
 	rm -rf checkpoints/demo

@@ -1,3 +1,4 @@
+use super::args::{Resize, Threads};
 use anyhow::{bail, Context};
 use ebm::bench::compare::{self, Case, CaseComparison, SideRun};
 use ebm::bench::TrainBench;
@@ -22,11 +23,12 @@ pub struct BenchArgs {
     /// Override the WRN widen factor (or ConvNet width).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Batch size (data.batch_size; default 64, or the config's).
+    /// Training batch size (data.batch_size; default 64, or the config's).
     #[arg(long)]
     pub batch: Option<i64>,
-    /// Sampler steps per draw (sgld.steps; default 20, or the config's).
-    #[arg(long)]
+    /// Sampler steps per chain draw (sgld.steps; default: the config's, else 20; the sampler2d
+    /// case: 1000 per timed run). Formerly --sampler-steps for the sampler2d case.
+    #[arg(long = "sgld-steps", alias = "sampler-steps", value_name = "K")]
     pub sgld_steps: Option<usize>,
     /// Timed iterations (after --warmup untimed ones).
     #[arg(long, default_value_t = 5)]
@@ -34,14 +36,16 @@ pub struct BenchArgs {
     /// Untimed iterations before the timed ones.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// libtorch CPU threads (default: the config's train.threads, else libtorch's default).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: Threads,
+    /// Where to time: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Also measure the data loader on this spec (augmented images per second).
     #[arg(long)]
     pub loader: Option<String>,
+    #[command(flatten)]
+    pub resize: Resize,
     /// Precision: `both` times float32 and the fast mode (each in its own process, so peak
     /// memory is per mode) and prints their ratio; `on`, `off` or `auto` time one.
     #[arg(long, default_value = "both", value_name = "both|on|off|auto")]
@@ -53,7 +57,7 @@ pub struct BenchArgs {
     pub agreement: bool,
     /// Time one case as --compare-pytorch does (float32; the median of per-iteration times):
     /// `jem`, the training step of the config above, or `sampler2d`, the sampler of
-    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sampler-steps steps on
+    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
     /// --points points; with --compare-pytorch also `both` (default there: jem).
     #[arg(long, value_name = "jem|sampler2d|both")]
     pub case: Option<String>,
@@ -69,9 +73,6 @@ pub struct BenchArgs {
     /// Points of the sampler2d case.
     #[arg(long, default_value_t = 1000)]
     pub points: usize,
-    /// Langevin steps per timed run of the sampler2d case.
-    #[arg(long, default_value_t = 1000)]
-    pub sampler_steps: usize,
     /// The Python of the reference (default: .venv/bin/python of the repository).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -100,6 +101,9 @@ fn bench_config(a: &BenchArgs) -> anyhow::Result<TrainConfig> {
     let origin = a.config.as_ref().map_or("the bench config".to_string(), |p| p.display().to_string());
     TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
 }
+
+/// Steps per timed run of the sampler2d case when --sgld-steps is not given.
+const SAMPLER2D_STEPS: usize = 1000;
 
 /// `ebm bench --agreement`: the CPU/device agreement table.
 fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device) -> anyhow::Result<()> {
@@ -171,7 +175,7 @@ fn bench_child(a: &BenchArgs, args: &[&str], network: bool, what: &str) -> anyho
 fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     let (iters, warmup) = (a.iters.to_string(), a.warmup.to_string());
     let mut args = vec!["--iters", &iters, "--warmup", &warmup, "--device", &a.device, "--fast", mode];
-    let threads = a.threads.map(|t| t.to_string());
+    let threads = a.threads.get().map(|t| t.to_string());
     if let Some(t) = &threads {
         args.extend(["--threads", t]);
     }
@@ -194,10 +198,8 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
         return bench_config(a);
     }
     let jem_flags = a.preset.is_some() || a.depth.is_some() || a.width.is_some();
-    if a.case.as_deref().map(str::trim) == Some("sampler2d")
-        && (jem_flags || a.batch.is_some() || a.sgld_steps.is_some())
-    {
-        bail!("--preset, --depth, --width, --batch and --sgld-steps set the jem case; sampler2d takes --points and --sampler-steps");
+    if a.case.as_deref().map(str::trim) == Some("sampler2d") && (jem_flags || a.batch.is_some()) {
+        bail!("--preset, --depth, --width and --batch set the jem case; sampler2d takes --points and --sgld-steps");
     }
     let (base, origin) = match &a.config {
         Some(p) => (
@@ -206,15 +208,16 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
         ),
         None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d-pcd.toml".to_string()),
     };
-    let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={}", a.sampler_steps)];
+    let steps = a.sgld_steps.unwrap_or(SAMPLER2D_STEPS);
+    let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={steps}")];
     set.extend(a.set.iter().cloned());
     TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
 }
 
 /// libtorch's CPU threads for `cfg`: --threads, else the config's train.threads, else the default.
 fn threads_for(a: &BenchArgs, cfg: &TrainConfig) -> i32 {
-    match (a.threads, cfg.train.threads) {
-        (Some(n), _) if n > 0 => n as i32,
+    match (a.threads.get(), cfg.train.threads) {
+        (Some(n), _) => n as i32,
         (_, n) if n > 0 => n as i32,
         _ => tch::get_num_threads(),
     }
@@ -261,9 +264,9 @@ fn case_in_child(a: &BenchArgs, case: Case, device: tch::Device, threads: i32) -
     let (iters, warmup, threads) = (a.iters.max(1).to_string(), a.warmup.to_string(), threads.to_string());
     let mut args = vec!["--case", case.name(), "--iters", &iters, "--warmup", &warmup];
     args.extend(["--device", &device, "--threads", &threads]);
-    let (points, steps) = (a.points.to_string(), a.sampler_steps.to_string());
+    let (points, steps) = (a.points.to_string(), a.sgld_steps.unwrap_or(SAMPLER2D_STEPS).to_string());
     if case == Case::Sampler2d {
-        args.extend(["--points", &points, "--sampler-steps", &steps]);
+        args.extend(["--points", &points, "--sgld-steps", &steps]);
     }
     let stdout = bench_child(a, &args, case == Case::Jem, &format!("--case {}", case.name()))?;
     serde_json::from_slice(&stdout).context("unreadable bench output")
@@ -287,8 +290,8 @@ fn memory_text(runs: &[SideRun]) -> String {
 /// `ebm bench --compare-pytorch`.
 fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
     let cases = Case::parse_list(a.case.as_deref().unwrap_or("jem"))?;
-    if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty()) {
-        bail!("--config and --set apply to one case: run --case jem and --case sampler2d separately");
+    if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty() || a.sgld_steps.is_some()) {
+        bail!("--config, --set and --sgld-steps apply to one case: run --case jem and --case sampler2d separately");
     }
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -420,7 +423,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.agreement {
         return agreement(&a, &cfg.model, batch as i64, device);
     }
-    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, batch, 200)).transpose()?;
+    let opts = a.resize.options(None);
+    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, &opts, batch, 200)).transpose()?;
     let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
         vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?]
     } else {
