@@ -21,8 +21,11 @@ lint: setup
 demo: build
 	$(EBM) train --config configs/demo.toml --out checkpoints/demo
 
+# With no network given, ebm bench picks one that finishes on the device at hand (JEM's WRN-28-10
+# at batch 64 on CUDA, WRN-10-2 at batch 16 on the CPU) and says which; BENCH_ARGS adds flags.
+BENCH_ARGS ?=
 bench: build
-	$(EBM) bench --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 3
+	$(EBM) bench --iters 3 $(BENCH_ARGS)
 
 # scripts/gpu-checks.sh in its CPU smoke mode (the GPU checks' plumbing, tiny sizes, 10-40 s on 2 cores).
 gpu-smoke: build

@@ -7,14 +7,17 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Time the training step of this config (default: JEM's settings on --preset).
+    /// Time the training step of this config (default: JEM's settings on the network of --preset,
+    /// or of the device when no network is given: see --preset).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override any config key, as `ebm train --set`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file (default
-    /// wrn-28-10, or the config's network).
+    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file. Default:
+    /// the config's network; with no config and no network flag, one that finishes on the device
+    /// at hand: JEM's WRN-28-10 at batch 64 on CUDA, WRN-10-2 at batch 16 on the CPU (said on
+    /// stderr).
     #[arg(long)]
     pub preset: Option<String>,
     /// Override the WRN depth.
@@ -23,7 +26,8 @@ pub struct BenchArgs {
     /// Override the WRN widen factor (or ConvNet width).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Training batch size (data.batch_size; default 64, or the config's).
+    /// Training batch size (data.batch_size; default: the config's, else 64 on CUDA and 16 on the
+    /// CPU).
     #[arg(long)]
     pub batch: Option<i64>,
     /// Sampler steps per chain draw (sgld.steps; default: the config's, else 20; the sampler2d
@@ -104,6 +108,33 @@ fn bench_config(a: &BenchArgs) -> anyhow::Result<TrainConfig> {
 
 /// Steps per timed run of the sampler2d case when --sgld-steps is not given.
 const SAMPLER2D_STEPS: usize = 1000;
+
+/// With no network chosen (no --config, --preset, --depth or --width, no `--set model.*`), picks
+/// one that finishes on `device` and says so on stderr: JEM's WRN-28-10 at batch 64 on CUDA; on the
+/// CPU, where one WRN-28-10 step of batch 64 with 20 SGLD steps takes minutes (WRN-16-2 alone
+/// takes 11 s, BENCHMARKS.md), WRN-10-2 at batch 16, the network of `make bench-compare`. The
+/// choice is written into the flags, so the bench's child processes time the same network.
+fn choose_network(a: &mut BenchArgs, device: tch::Device) {
+    let chosen = a.config.is_some()
+        || a.preset.is_some()
+        || a.depth.is_some()
+        || a.width.is_some()
+        || a.set.iter().any(|s| s.trim_start().starts_with("model."));
+    if chosen || a.case.as_deref().map(str::trim) == Some("sampler2d") {
+        return;
+    }
+    a.preset = Some("wrn-28-10".into());
+    let why = if device.is_cuda() {
+        format!("JEM's WRN-28-10 at batch {}", a.batch.get_or_insert(64))
+    } else {
+        (a.depth, a.width) = (Some(10), Some(2));
+        format!(
+            "WRN-10-2 at batch {} (on a CPU one step of JEM's WRN-28-10 takes minutes; --preset wrn-28-10 times it anyway)",
+            a.batch.get_or_insert(16)
+        )
+    };
+    eprintln!("bench: no network given; on {} timing {why}", ebm::device::device_name(device));
+}
 
 /// `ebm bench --agreement`: the CPU/device agreement table.
 fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device) -> anyhow::Result<()> {
@@ -406,8 +437,9 @@ fn print_table(runs: &[TrainBench], loader: Option<&ebm::bench::LoaderBench>) {
     }
 }
 
-pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+pub fn run(mut a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
+    choose_network(&mut a, device);
     if a.compare_pytorch {
         return compare_pytorch(&a, device);
     }
