@@ -25,3 +25,11 @@ fn with_no_network_the_cpu_bench_times_a_small_wrn_and_says_why() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["train"]["model"], "ConvNet-4");
 }
+
+#[test]
+fn a_bad_flag_is_still_one_error_line_the_note_comes_only_before_work() {
+    let e = fails(&["bench", "--device", "cpu", "--fast", "sometimes"]);
+    assert!(e.contains("--fast `sometimes`"), "{e}");
+    let e = fails(&["bench", "--device", "cpu", "--compare-pytorch", "--python", "/nonexistent/bin/python"]);
+    assert!(e.contains("/nonexistent/bin/python"), "{e}");
+}

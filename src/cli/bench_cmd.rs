@@ -110,18 +110,19 @@ fn bench_config(a: &BenchArgs) -> anyhow::Result<TrainConfig> {
 const SAMPLER2D_STEPS: usize = 1000;
 
 /// With no network chosen (no --config, --preset, --depth or --width, no `--set model.*`), picks
-/// one that finishes on `device` and says so on stderr: JEM's WRN-28-10 at batch 64 on CUDA; on the
-/// CPU, where one WRN-28-10 step of batch 64 with 20 SGLD steps takes minutes (WRN-16-2 alone
-/// takes 11 s, BENCHMARKS.md), WRN-10-2 at batch 16, the network of `make bench-compare`. The
-/// choice is written into the flags, so the bench's child processes time the same network.
-fn choose_network(a: &mut BenchArgs, device: tch::Device) {
+/// one that finishes on `device` and returns the note that says so (printed on stderr once the
+/// flags are known good): JEM's WRN-28-10 at batch 64 on CUDA; on the CPU, where one WRN-28-10 step
+/// of batch 64 with 20 SGLD steps takes minutes (WRN-16-2 alone takes 11 s, BENCHMARKS.md),
+/// WRN-10-2 at batch 16, the network of `make bench-compare`. The choice is written into the
+/// flags, so the bench's child processes time the same network.
+fn choose_network(a: &mut BenchArgs, device: tch::Device) -> Option<String> {
     let chosen = a.config.is_some()
         || a.preset.is_some()
         || a.depth.is_some()
         || a.width.is_some()
         || a.set.iter().any(|s| s.trim_start().starts_with("model."));
     if chosen || a.case.as_deref().map(str::trim) == Some("sampler2d") {
-        return;
+        return None;
     }
     a.preset = Some("wrn-28-10".into());
     let why = if device.is_cuda() {
@@ -133,7 +134,14 @@ fn choose_network(a: &mut BenchArgs, device: tch::Device) {
             a.batch.get_or_insert(16)
         )
     };
-    eprintln!("bench: no network given; on {} timing {why}", ebm::device::device_name(device));
+    Some(format!("bench: no network given; on {} timing {why}", ebm::device::device_name(device)))
+}
+
+/// Prints the note of [`choose_network`], if any.
+fn say(note: Option<&str>) {
+    if let Some(n) = note {
+        eprintln!("{n}");
+    }
 }
 
 /// `ebm bench --agreement`: the CPU/device agreement table.
@@ -255,8 +263,9 @@ fn threads_for(a: &BenchArgs, cfg: &TrainConfig) -> i32 {
 }
 
 /// `ebm bench --case C`: one side of the comparison, in this process.
-fn one_case(a: &BenchArgs, case: Case, device: tch::Device) -> anyhow::Result<()> {
+fn one_case(a: &BenchArgs, case: Case, device: tch::Device, note: Option<&str>) -> anyhow::Result<()> {
     let cfg = case_config(a, case)?;
+    say(note);
     tch::set_num_threads(threads_for(a, &cfg));
     let r = match case {
         Case::Jem => compare::time_jem(&cfg, a.iters.max(1), a.warmup, device)?,
@@ -319,7 +328,7 @@ fn memory_text(runs: &[SideRun]) -> String {
 }
 
 /// `ebm bench --compare-pytorch`.
-fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
+fn compare_pytorch(a: &BenchArgs, device: tch::Device, note: Option<&str>) -> anyhow::Result<()> {
     let cases = Case::parse_list(a.case.as_deref().unwrap_or("jem"))?;
     if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty() || a.sgld_steps.is_some()) {
         bail!("--config, --set and --sgld-steps apply to one case: run --case jem and --case sampler2d separately");
@@ -329,8 +338,10 @@ fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
     }
     let (python, script) = compare::find_reference(a.python.as_deref())?;
     let mut results = Vec::new();
+    let mut note = note;
     for case in cases {
         let cfg = case_config(a, case)?;
+        say(note.take());
         let threads = threads_for(a, &cfg);
         let args = compare::reference_args(case, &cfg, a.iters.max(1), a.warmup, threads, device)?;
         let settings = format!("{}, {threads} threads", compare::describe(case, &cfg));
@@ -439,31 +450,39 @@ fn print_table(runs: &[TrainBench], loader: Option<&ebm::bench::LoaderBench>) {
 
 pub fn run(mut a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
-    choose_network(&mut a, device);
+    let note = choose_network(&mut a, device);
+    let note = note.as_deref();
     if a.compare_pytorch {
-        return compare_pytorch(&a, device);
+        return compare_pytorch(&a, device, note);
     }
     if let Some(case) = &a.case {
         match Case::parse_list(case)?.as_slice() {
-            [one] => return one_case(&a, *one, device),
+            [one] => return one_case(&a, *one, device, note),
             _ => bail!("--case both needs --compare-pytorch"),
         }
     }
     let mut cfg = bench_config(&a)?;
+    // None: both precisions, each in a child process.
+    let mode = if a.fast.trim() == "both" {
+        None
+    } else {
+        Some(FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?)
+    };
     tch::set_num_threads(threads_for(&a, &cfg));
     let batch = cfg.data.batch_size;
     if a.agreement {
+        say(note);
         return agreement(&a, &cfg.model, batch as i64, device);
     }
     let opts = a.resize.options(None);
     let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, &opts, batch, 200)).transpose()?;
-    let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
-        vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?]
-    } else {
-        let mode =
-            FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?;
-        cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
-        vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), a.warmup, device)?]
+    say(note);
+    let runs: Vec<TrainBench> = match mode {
+        None => vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?],
+        Some(mode) => {
+            cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
+            vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), a.warmup, device)?]
+        }
     };
     let t = &runs[0];
     let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);
