@@ -6,6 +6,7 @@ EBM := target/release/ebm
 
 setup:
 	@bash scripts/setup-libtorch.sh
+	@bash scripts/setup-tensorboard.sh
 
 build: setup
 	$(CARGO) build --release
@@ -20,8 +21,11 @@ lint: setup
 demo: build
 	$(EBM) train --config configs/demo.toml --out checkpoints/demo
 
+# With no network given, ebm bench picks one that finishes on the device at hand (JEM's WRN-28-10
+# at batch 64 on CUDA, WRN-10-2 at batch 16 on the CPU) and says which; BENCH_ARGS adds flags.
+BENCH_ARGS ?=
 bench: build
-	$(EBM) bench --preset wrn-28-10 --batch 64 --sgld-steps 20 --iters 3
+	$(EBM) bench --iters 3 $(BENCH_ARGS)
 
 # scripts/gpu-checks.sh in its CPU smoke mode (the GPU checks' plumbing, tiny sizes, 10-40 s on 2 cores).
 gpu-smoke: build
@@ -35,7 +39,7 @@ BENCH_DEVICE ?= cpu
 bench-compare: build
 	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 5 --threads 2
 	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case jem --depth 10 --width 2 --batch 16 --sgld-steps 20 --threads 2
-	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sampler-steps 1000 --threads 1
+	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sgld-steps 1000 --threads 1
 
 clean-demo:
 	rm -rf checkpoints/demo

@@ -2,6 +2,9 @@
 //! and so that CUDA is really available on a GPU machine; compiles `csrc/` (fused ATen operators
 //! tch does not expose) against the same libtorch headers.
 //!
+//! Also exports tch's version as Cargo resolved it (`EBM_TCH_VERSION`, read from Cargo.lock: Cargo
+//! tells a build script nothing about the versions of its dependencies), for `ebm info`.
+//!
 //! rustc links with `--as-needed`; nothing references symbols of `libtorch_cuda.so` (CUDA registers
 //! itself through static initialisers), so the linker would drop it and `Cuda::is_available()`
 //! would be false. We link it explicitly with `--no-as-needed` when it exists (tch-rs #907, #984).
@@ -13,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys names the libtorch lib folder");
     compile_ops(Path::new(&lib));
+    export_tch_version();
     if !std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux") {
         return;
     }
@@ -41,4 +45,27 @@ fn compile_ops(lib: &Path) {
         .flag("-w")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .compile("ebm_ops");
+}
+
+/// `cargo:rustc-env=EBM_TCH_VERSION=...`: the version of the `tch` package in Cargo.lock, or
+/// "unknown" when there is no lock file beside Cargo.toml (ebm built as another crate's dependency).
+fn export_tch_version() {
+    let lock = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let version = locked_version(&text, "tch").unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=EBM_TCH_VERSION={version}");
+}
+
+/// The `version` of the `[[package]]` named `name` in the text of a Cargo.lock.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    lock.split("[[package]]").skip(1).find_map(|block| {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+            })
+        };
+        (field("name")? == name).then(|| field("version")).flatten()
+    })
 }

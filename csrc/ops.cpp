@@ -4,12 +4,17 @@
 // and freed by tch's `at_free`), records autograd like any ATen call, and reports a C++
 // exception as a message (caller frees it with `ebm_free_error`) instead of unwinding into Rust.
 #include <ATen/Context.h>
+#include <ATen/Version.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/leaky_relu.h>
+#if __has_include(<torch/headeronly/version.h>)
+#include <torch/headeronly/version.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
 
 namespace {
 char *copy_message(const char *what) {
@@ -34,6 +39,29 @@ at::Tensor *ebm_leaky_relu(const at::Tensor *x, double slope, char **error) {
 }
 
 void ebm_free_error(char *error) { std::free(error); }
+
+// The version of the libtorch loaded at run time, as the library records it: the TORCH_VERSION
+// entry of its build settings (at::show_config(), what torch.__config__.show() prints); if that
+// entry is missing, the TORCH_VERSION of the headers this shim was compiled against. The caller
+// frees the string with ebm_free_error.
+char *ebm_libtorch_version(void) {
+  try {
+    const std::string config = at::show_config();
+    const std::string key = "TORCH_VERSION=";
+    const size_t at = config.find(key);
+    if (at != std::string::npos) {
+      const size_t start = at + key.size();
+      const size_t end = config.find_first_of(", \n", start);
+      return copy_message(config.substr(start, end - start).c_str());
+    }
+  } catch (const std::exception &) {
+  }
+#ifdef TORCH_VERSION
+  return copy_message(TORCH_VERSION);
+#else
+  return copy_message("unknown");
+#endif
+}
 
 // libtorch's deterministic-algorithms switch (torch.use_deterministic_algorithms) together with
 // cuDNN's deterministic flag (torch.backends.cudnn.deterministic): ops without a deterministic

@@ -1,7 +1,35 @@
 //! Device selection (`auto|cpu|cuda|cuda:N`) and what `ebm info` reports about libtorch.
+//!
+//! The versions are read, not written down: libtorch's from the library loaded at run time (its
+//! build settings, through `csrc/ops.cpp`), tch's as Cargo resolved it (Cargo.lock, by build.rs).
 use anyhow::{bail, Context};
 use serde::Serialize;
+use std::ffi::{c_char, CStr};
 use tch::{Cuda, Device, Tensor};
+
+extern "C" {
+    fn ebm_libtorch_version() -> *mut c_char;
+    fn ebm_free_error(s: *mut c_char);
+}
+
+/// The version of the libtorch this process runs on (e.g. "2.11.0"), from the library itself:
+/// the TORCH_VERSION of its build settings (`torch.__config__.show()`), else that of the headers
+/// `csrc/ops.cpp` was compiled against.
+pub fn libtorch_version() -> String {
+    // SAFETY: the shim returns null or a NUL-terminated string it allocated; we free it once.
+    unsafe {
+        let p = ebm_libtorch_version();
+        if p.is_null() {
+            return "unknown".into();
+        }
+        let v = CStr::from_ptr(p).to_string_lossy().into_owned();
+        ebm_free_error(p);
+        v
+    }
+}
+
+/// The version of the `tch` crate this binary was built with, as Cargo resolved it (Cargo.lock).
+pub const TCH_VERSION: &str = env!("EBM_TCH_VERSION");
 
 /// Checks the syntax of a device name without asking libtorch what is present.
 pub fn parse_device_syntax(name: &str) -> crate::Result<Device> {
@@ -60,7 +88,7 @@ pub fn device_name(device: Device) -> String {
 pub struct Info {
     pub ebm_version: &'static str,
     pub tch_version: &'static str,
-    pub libtorch_version: &'static str,
+    pub libtorch_version: String,
     pub cuda_available: bool,
     pub cuda_device_count: i64,
     pub cudnn_available: bool,
@@ -77,8 +105,8 @@ pub fn info() -> Info {
     let cuda = Cuda::is_available();
     Info {
         ebm_version: env!("CARGO_PKG_VERSION"),
-        tch_version: "0.24.0",
-        libtorch_version: "2.11.0",
+        tch_version: TCH_VERSION,
+        libtorch_version: libtorch_version(),
         cuda_available: cuda,
         cuda_device_count: Cuda::device_count(),
         cudnn_available: Cuda::cudnn_is_available(),

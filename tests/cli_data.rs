@@ -2,11 +2,49 @@
 mod common;
 use common::*;
 
+/// The version of the libtorch the build linked, from its own files: `version.py` of PyPI's torch
+/// (`__version__ = '2.11.0+cu130'`) or `build-version` of a standalone libtorch (`2.11.0+cpu`),
+/// without the local suffix.
+fn libtorch_version_on_disk() -> Option<String> {
+    let root = std::env::var_os("LIBTORCH").map_or_else(|| repo_root().join(".venv/libtorch"), Into::into);
+    let text = std::fs::read_to_string(root.join("version.py"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("__version__ = ").map(str::to_string)))
+        .or_else(|| std::fs::read_to_string(root.join("build-version")).ok())?;
+    let v = text.trim().trim_matches(|c| c == '\'' || c == '"');
+    Some(v.split('+').next().unwrap_or(v).to_string())
+}
+
+/// The version of tch in this build's resolve, as Cargo itself reports it (`cargo pkgid`).
+fn tch_version_from_cargo() -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["pkgid", "--offline", "tch"])
+        .current_dir(repo_root())
+        .output()
+        .expect("run cargo pkgid");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    id.rsplit(['@', '#', ':']).next().unwrap_or_default().to_string()
+}
+
 #[test]
-fn info_reports_versions() {
-    let out = ok(&["info"]);
-    assert!(out.contains("tch              0.24.0") && out.contains("libtorch         2.11.0"), "{out}");
+fn info_reports_the_versions_it_runs_on() {
     let v: serde_json::Value = serde_json::from_str(&ok(&["info", "--json"])).unwrap();
+    let (tch, libtorch) = (v["tch_version"].as_str().unwrap(), v["libtorch_version"].as_str().unwrap());
+    assert_eq!(tch, tch_version_from_cargo());
+    match libtorch_version_on_disk() {
+        Some(on_disk) => assert_eq!(libtorch, on_disk),
+        None => {
+            eprintln!("no version.py or build-version beside the linked libtorch: checking the form only");
+            assert!(
+                libtorch.split('.').count() == 3 && libtorch.split('.').all(|p| p.parse::<u32>().is_ok()),
+                "{libtorch}"
+            );
+        }
+    }
+    let out = ok(&["info"]);
+    assert!(out.contains(&format!("tch              {tch}\n")), "{out}");
+    assert!(out.contains(&format!("libtorch         {libtorch}\n")), "{out}");
     assert!(v["cuda_available"].is_boolean());
     assert!(v["threads"].as_i64().unwrap() >= 1);
 }

@@ -182,8 +182,8 @@ fn sampler_rate(trainer: &Trainer, dims: &[i64], k: usize, device: Device) -> Op
 }
 
 /// Augmented training batches per second from the loader thread (JEM's augmentation + noise).
-pub fn loader_throughput(spec: &str, batch: usize, batches: usize) -> crate::Result<LoaderBench> {
-    let ds = Arc::new(data::load(spec, &LoadOptions::default())?);
+pub fn loader_throughput(spec: &str, opts: &LoadOptions, batch: usize, batches: usize) -> crate::Result<LoaderBench> {
+    let ds = Arc::new(data::load(spec, opts)?);
     let (train, _) = train_valid_split(ds.len(), 0.0);
     let plan = BatchPlan { seed: 0, batch_size: batch, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
     let mut loader = Loader::start(ds, plan, 0, 0, 8, false);

@@ -1,3 +1,4 @@
+use super::args::{Resize, Threads};
 use anyhow::{bail, Context};
 use ebm::bench::compare::{self, Case, CaseComparison, SideRun};
 use ebm::bench::TrainBench;
@@ -6,14 +7,17 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Time the training step of this config (default: JEM's settings on --preset).
+    /// Time the training step of this config (default: JEM's settings on the network of --preset,
+    /// or of the device when no network is given: see --preset).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override any config key, as `ebm train --set`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file (default
-    /// wrn-28-10, or the config's network).
+    /// Network preset (wrn-28-10, wrn-28-2, wrn-16-2, convnet-small) or a TOML file. Default:
+    /// the config's network; with no config and no network flag, one that finishes on the device
+    /// at hand: JEM's WRN-28-10 at batch 64 on CUDA, WRN-10-2 at batch 16 on the CPU (said on
+    /// stderr).
     #[arg(long)]
     pub preset: Option<String>,
     /// Override the WRN depth.
@@ -22,11 +26,13 @@ pub struct BenchArgs {
     /// Override the WRN widen factor (or ConvNet width).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Batch size (data.batch_size; default 64, or the config's).
+    /// Training batch size (data.batch_size; default: the config's, else 64 on CUDA and 16 on the
+    /// CPU).
     #[arg(long)]
     pub batch: Option<i64>,
-    /// Sampler steps per draw (sgld.steps; default 20, or the config's).
-    #[arg(long)]
+    /// Sampler steps per chain draw (sgld.steps; default: the config's, else 20; the sampler2d
+    /// case: 1000 per timed run). Formerly --sampler-steps for the sampler2d case.
+    #[arg(long = "sgld-steps", alias = "sampler-steps", value_name = "K")]
     pub sgld_steps: Option<usize>,
     /// Timed iterations (after --warmup untimed ones).
     #[arg(long, default_value_t = 5)]
@@ -34,14 +40,16 @@ pub struct BenchArgs {
     /// Untimed iterations before the timed ones.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// libtorch CPU threads (default: the config's train.threads, else libtorch's default).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: Threads,
+    /// Where to time: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Also measure the data loader on this spec (augmented images per second).
     #[arg(long)]
     pub loader: Option<String>,
+    #[command(flatten)]
+    pub resize: Resize,
     /// Precision: `both` times float32 and the fast mode (each in its own process, so peak
     /// memory is per mode) and prints their ratio; `on`, `off` or `auto` time one.
     #[arg(long, default_value = "both", value_name = "both|on|off|auto")]
@@ -53,7 +61,7 @@ pub struct BenchArgs {
     pub agreement: bool,
     /// Time one case as --compare-pytorch does (float32; the median of per-iteration times):
     /// `jem`, the training step of the config above, or `sampler2d`, the sampler of
-    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sampler-steps steps on
+    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
     /// --points points; with --compare-pytorch also `both` (default there: jem).
     #[arg(long, value_name = "jem|sampler2d|both")]
     pub case: Option<String>,
@@ -69,9 +77,6 @@ pub struct BenchArgs {
     /// Points of the sampler2d case.
     #[arg(long, default_value_t = 1000)]
     pub points: usize,
-    /// Langevin steps per timed run of the sampler2d case.
-    #[arg(long, default_value_t = 1000)]
-    pub sampler_steps: usize,
     /// The Python of the reference (default: .venv/bin/python of the repository).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -99,6 +104,44 @@ fn bench_config(a: &BenchArgs) -> anyhow::Result<TrainConfig> {
     set.extend(a.set.iter().cloned());
     let origin = a.config.as_ref().map_or("the bench config".to_string(), |p| p.display().to_string());
     TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
+}
+
+/// Steps per timed run of the sampler2d case when --sgld-steps is not given.
+const SAMPLER2D_STEPS: usize = 1000;
+
+/// With no network chosen (no --config, --preset, --depth or --width, no `--set model.*`), picks
+/// one that finishes on `device` and returns the note that says so (printed on stderr once the
+/// flags are known good): JEM's WRN-28-10 at batch 64 on CUDA; on the CPU, where one WRN-28-10 step
+/// of batch 64 with 20 SGLD steps takes minutes (WRN-16-2 alone takes 11 s, BENCHMARKS.md),
+/// WRN-10-2 at batch 16, the network of `make bench-compare`. The choice is written into the
+/// flags, so the bench's child processes time the same network.
+fn choose_network(a: &mut BenchArgs, device: tch::Device) -> Option<String> {
+    let chosen = a.config.is_some()
+        || a.preset.is_some()
+        || a.depth.is_some()
+        || a.width.is_some()
+        || a.set.iter().any(|s| s.trim_start().starts_with("model."));
+    if chosen || a.case.as_deref().map(str::trim) == Some("sampler2d") {
+        return None;
+    }
+    a.preset = Some("wrn-28-10".into());
+    let why = if device.is_cuda() {
+        format!("JEM's WRN-28-10 at batch {}", a.batch.get_or_insert(64))
+    } else {
+        (a.depth, a.width) = (Some(10), Some(2));
+        format!(
+            "WRN-10-2 at batch {} (on a CPU one step of JEM's WRN-28-10 takes minutes; --preset wrn-28-10 times it anyway)",
+            a.batch.get_or_insert(16)
+        )
+    };
+    Some(format!("bench: no network given; on {} timing {why}", ebm::device::device_name(device)))
+}
+
+/// Prints the note of [`choose_network`], if any.
+fn say(note: Option<&str>) {
+    if let Some(n) = note {
+        eprintln!("{n}");
+    }
 }
 
 /// `ebm bench --agreement`: the CPU/device agreement table.
@@ -171,7 +214,7 @@ fn bench_child(a: &BenchArgs, args: &[&str], network: bool, what: &str) -> anyho
 fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     let (iters, warmup) = (a.iters.to_string(), a.warmup.to_string());
     let mut args = vec!["--iters", &iters, "--warmup", &warmup, "--device", &a.device, "--fast", mode];
-    let threads = a.threads.map(|t| t.to_string());
+    let threads = a.threads.get().map(|t| t.to_string());
     if let Some(t) = &threads {
         args.extend(["--threads", t]);
     }
@@ -194,10 +237,8 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
         return bench_config(a);
     }
     let jem_flags = a.preset.is_some() || a.depth.is_some() || a.width.is_some();
-    if a.case.as_deref().map(str::trim) == Some("sampler2d")
-        && (jem_flags || a.batch.is_some() || a.sgld_steps.is_some())
-    {
-        bail!("--preset, --depth, --width, --batch and --sgld-steps set the jem case; sampler2d takes --points and --sampler-steps");
+    if a.case.as_deref().map(str::trim) == Some("sampler2d") && (jem_flags || a.batch.is_some()) {
+        bail!("--preset, --depth, --width and --batch set the jem case; sampler2d takes --points and --sgld-steps");
     }
     let (base, origin) = match &a.config {
         Some(p) => (
@@ -206,23 +247,25 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
         ),
         None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d-pcd.toml".to_string()),
     };
-    let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={}", a.sampler_steps)];
+    let steps = a.sgld_steps.unwrap_or(SAMPLER2D_STEPS);
+    let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={steps}")];
     set.extend(a.set.iter().cloned());
     TrainConfig::parse(&base, &set).with_context(|| format!("{origin}: invalid config"))
 }
 
 /// libtorch's CPU threads for `cfg`: --threads, else the config's train.threads, else the default.
 fn threads_for(a: &BenchArgs, cfg: &TrainConfig) -> i32 {
-    match (a.threads, cfg.train.threads) {
-        (Some(n), _) if n > 0 => n as i32,
+    match (a.threads.get(), cfg.train.threads) {
+        (Some(n), _) => n as i32,
         (_, n) if n > 0 => n as i32,
         _ => tch::get_num_threads(),
     }
 }
 
 /// `ebm bench --case C`: one side of the comparison, in this process.
-fn one_case(a: &BenchArgs, case: Case, device: tch::Device) -> anyhow::Result<()> {
+fn one_case(a: &BenchArgs, case: Case, device: tch::Device, note: Option<&str>) -> anyhow::Result<()> {
     let cfg = case_config(a, case)?;
+    say(note);
     tch::set_num_threads(threads_for(a, &cfg));
     let r = match case {
         Case::Jem => compare::time_jem(&cfg, a.iters.max(1), a.warmup, device)?,
@@ -261,9 +304,9 @@ fn case_in_child(a: &BenchArgs, case: Case, device: tch::Device, threads: i32) -
     let (iters, warmup, threads) = (a.iters.max(1).to_string(), a.warmup.to_string(), threads.to_string());
     let mut args = vec!["--case", case.name(), "--iters", &iters, "--warmup", &warmup];
     args.extend(["--device", &device, "--threads", &threads]);
-    let (points, steps) = (a.points.to_string(), a.sampler_steps.to_string());
+    let (points, steps) = (a.points.to_string(), a.sgld_steps.unwrap_or(SAMPLER2D_STEPS).to_string());
     if case == Case::Sampler2d {
-        args.extend(["--points", &points, "--sampler-steps", &steps]);
+        args.extend(["--points", &points, "--sgld-steps", &steps]);
     }
     let stdout = bench_child(a, &args, case == Case::Jem, &format!("--case {}", case.name()))?;
     serde_json::from_slice(&stdout).context("unreadable bench output")
@@ -285,18 +328,20 @@ fn memory_text(runs: &[SideRun]) -> String {
 }
 
 /// `ebm bench --compare-pytorch`.
-fn compare_pytorch(a: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
+fn compare_pytorch(a: &BenchArgs, device: tch::Device, note: Option<&str>) -> anyhow::Result<()> {
     let cases = Case::parse_list(a.case.as_deref().unwrap_or("jem"))?;
-    if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty()) {
-        bail!("--config and --set apply to one case: run --case jem and --case sampler2d separately");
+    if cases.len() > 1 && (a.config.is_some() || !a.set.is_empty() || a.sgld_steps.is_some()) {
+        bail!("--config, --set and --sgld-steps apply to one case: run --case jem and --case sampler2d separately");
     }
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
     let (python, script) = compare::find_reference(a.python.as_deref())?;
     let mut results = Vec::new();
+    let mut note = note;
     for case in cases {
         let cfg = case_config(a, case)?;
+        say(note.take());
         let threads = threads_for(a, &cfg);
         let args = compare::reference_args(case, &cfg, a.iters.max(1), a.warmup, threads, device)?;
         let settings = format!("{}, {threads} threads", compare::describe(case, &cfg));
@@ -403,31 +448,41 @@ fn print_table(runs: &[TrainBench], loader: Option<&ebm::bench::LoaderBench>) {
     }
 }
 
-pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+pub fn run(mut a: BenchArgs) -> anyhow::Result<()> {
     let device = ebm::device::parse_device(&a.device)?;
+    let note = choose_network(&mut a, device);
+    let note = note.as_deref();
     if a.compare_pytorch {
-        return compare_pytorch(&a, device);
+        return compare_pytorch(&a, device, note);
     }
     if let Some(case) = &a.case {
         match Case::parse_list(case)?.as_slice() {
-            [one] => return one_case(&a, *one, device),
+            [one] => return one_case(&a, *one, device, note),
             _ => bail!("--case both needs --compare-pytorch"),
         }
     }
     let mut cfg = bench_config(&a)?;
+    // None: both precisions, each in a child process.
+    let mode = if a.fast.trim() == "both" {
+        None
+    } else {
+        Some(FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?)
+    };
     tch::set_num_threads(threads_for(&a, &cfg));
     let batch = cfg.data.batch_size;
     if a.agreement {
+        say(note);
         return agreement(&a, &cfg.model, batch as i64, device);
     }
-    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, batch, 200)).transpose()?;
-    let runs: Vec<TrainBench> = if a.fast.trim() == "both" {
-        vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?]
-    } else {
-        let mode =
-            FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?;
-        cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
-        vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), a.warmup, device)?]
+    let opts = a.resize.options(None);
+    let loader = a.loader.as_deref().map(|spec| ebm::bench::loader_throughput(spec, &opts, batch, 200)).transpose()?;
+    say(note);
+    let runs: Vec<TrainBench> = match mode {
+        None => vec![bench_in_child(&a, "off")?, bench_in_child(&a, "on")?],
+        Some(mode) => {
+            cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
+            vec![ebm::bench::train_iterations(&cfg, a.iters.max(1), a.warmup, device)?]
+        }
     };
     let t = &runs[0];
     let ratio = (runs.len() == 2).then(|| runs[1].seconds_per_iter / runs[0].seconds_per_iter);

@@ -1,5 +1,6 @@
+use super::args::Resize;
 use anyhow::Context;
-use ebm::data::{self, LoadOptions};
+use ebm::data;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -11,16 +12,15 @@ pub struct DataArgs {
     /// Write a PNG grid of the first 64 images here.
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    /// Image folders: resize images to SIZE x SIZE instead of failing on other sizes.
-    #[arg(long)]
-    pub resize: Option<u32>,
+    #[command(flatten)]
+    pub resize: Resize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: DataArgs) -> anyhow::Result<()> {
-    let opts = LoadOptions { resize: a.resize, ..LoadOptions::default() };
+    let opts = a.resize.options(None);
     let t0 = std::time::Instant::now();
     let ds = data::load(&a.spec, &opts)?;
     let secs = t0.elapsed().as_secs_f64();

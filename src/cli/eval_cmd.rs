@@ -1,6 +1,7 @@
 //! `ebm eval`, `ebm calibrate` and `ebm ood`: evaluation of a checkpoint.
+use super::args::{Resize, Threads};
 use anyhow::{bail, Context};
-use ebm::data::{self, Dataset, LoadOptions};
+use ebm::data::{self, Dataset};
 use ebm::eval::{calibration, classify, ood, plots, scores};
 use ebm::train::checkpoint::{self, Loaded, Weights};
 use serde_json::json;
@@ -16,24 +17,26 @@ pub struct Common {
     /// average (ema) or the trained weights (raw) explicitly.
     #[arg(long, value_enum, default_value_t = Weights::Auto)]
     pub weights: Weights,
+    /// Where the model runs: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Examples per forward pass (results do not depend on it).
-    #[arg(long, default_value_t = 200)]
-    pub batch: usize,
+    /// Examples per forward pass (results do not depend on it). Formerly --batch.
+    #[arg(long = "eval-batch", alias = "batch", value_name = "N", default_value_t = 200)]
+    pub eval_batch: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// CPU threads for libtorch (0: its default). Small models (2-D MLPs) run fastest on 1.
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub resize: Resize,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Data set spec.
+    /// Labelled data set spec to evaluate on (see `ebm data --help`).
     #[arg(long)]
     pub data: String,
 }
@@ -42,6 +45,7 @@ pub struct EvalArgs {
 pub struct CalibrateArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Labelled data set spec whose confidences are binned (see `ebm data --help`).
     #[arg(long)]
     pub data: String,
     /// Equal-width confidence bins.
@@ -76,17 +80,17 @@ pub struct OodArgs {
 
 pub fn open(c: &Common) -> anyhow::Result<(Loaded, tch::Device)> {
     let device = ebm::device::parse_device(&c.device)?;
-    if c.batch == 0 {
-        bail!("--batch must be positive");
+    if c.eval_batch == 0 {
+        bail!("--eval-batch must be positive");
     }
-    if c.threads > 0 {
-        tch::set_num_threads(c.threads as i32);
-    }
+    c.threads.apply(None);
     Ok((checkpoint::load_model_weights(&c.ckpt, device, c.weights)?, device))
 }
 
-pub fn load(spec: &str, m: &Loaded) -> anyhow::Result<Dataset> {
-    let ds = data::load(spec, &LoadOptions::default())?;
+/// Loads a data set for the model `m` (resized by --resize, else as the run was trained) and
+/// checks it fits.
+pub fn load(spec: &str, m: &Loaded, c: &Common) -> anyhow::Result<Dataset> {
+    let ds = data::load(spec, &c.resize.options(m.config.data.resize))?;
     classify::check_compatible(&m.net, &ds)?;
     Ok(ds)
 }
@@ -104,7 +108,7 @@ fn confidences(
     if ds.labels.is_none() {
         bail!("{}: unlabelled; accuracy and calibration need labels", ds.name);
     }
-    let out = classify::run_model(&m.net, ds, c.batch, device, m.config.data.noise_sigma)?;
+    let out = classify::run_model(&m.net, ds, c.eval_batch, device, m.config.data.noise_sigma)?;
     let logits = out.logits.as_ref().expect("classifier");
     let labels = out.labels.as_ref().expect("labelled");
     let (conf, pred) = logits.softmax(1, tch::Kind::Double).max_dim(1, false);
@@ -116,7 +120,7 @@ fn confidences(
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let (m, device) = open(&a.common)?;
-    let ds = load(&a.data, &m)?;
+    let ds = load(&a.data, &m, &a.common)?;
     let (out, conf, correct) = confidences(&m, &ds, &a.common, device)?;
     let (acc, nll) = classify::accuracy_nll(out.logits.as_ref().unwrap(), out.labels.as_ref().unwrap());
     let cal = calibration::calibration(&conf, &correct, 20);
@@ -142,7 +146,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         bail!("--bins must be positive");
     }
     let (m, device) = open(&a.common)?;
-    let ds = load(&a.data, &m)?;
+    let ds = load(&a.data, &m, &a.common)?;
     let (_, conf, correct) = confidences(&m, &ds, &a.common, device)?;
     let cal = calibration::calibration(&conf, &correct, a.bins);
     if let Some(p) = &a.plot {
@@ -184,13 +188,13 @@ pub fn ood(a: OodArgs) -> anyhow::Result<()> {
     };
     let kinds: Vec<scores::Score> = names.iter().map(|s| scores::Score::parse(s)).collect::<anyhow::Result<_>>()?;
     let noise = m.config.data.noise_sigma;
-    let mut sets = vec![(a.in_spec.clone(), load(&a.in_spec, &m)?)];
+    let mut sets = vec![(a.in_spec.clone(), load(&a.in_spec, &m, &a.common)?)];
     for s in &a.ood {
-        sets.push((s.clone(), load(s, &m)?));
+        sets.push((s.clone(), load(s, &m, &a.common)?));
     }
     let all: Vec<Vec<Vec<f64>>> = sets
         .iter()
-        .map(|(_, ds)| scores::score_dataset(&m.net, ds, &kinds, a.common.batch, device, noise))
+        .map(|(_, ds)| scores::score_dataset(&m.net, ds, &kinds, a.common.eval_batch, device, noise))
         .collect::<anyhow::Result<_>>()?;
     let mut results = Vec::new();
     let mut curves = Vec::new();

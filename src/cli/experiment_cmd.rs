@@ -1,4 +1,5 @@
 //! `ebm experiment`: reproductions where the truth is known.
+use super::args::Threads;
 use ebm::experiments::is_mle::{self, Proposal};
 use ebm::experiments::toy2d;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub struct Toy2dArgs {
     /// 8gaussians, rings, checkerboard or all.
     #[arg(long, default_value = "all")]
     pub density: String,
+    /// Training epochs over the points, for every (objective, density).
     #[arg(long, default_value_t = 3)]
     pub epochs: u64,
     /// Training points per density.
@@ -33,10 +35,14 @@ pub struct Toy2dArgs {
     /// Folder for the figures and the run folders (runs/OBJECTIVE-DENSITY, replaced).
     #[arg(long, default_value = "toy2d")]
     pub out: PathBuf,
+    /// Seed of the training points, the held-out sample and every run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value = "cpu")]
+    /// Where the models train: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -50,8 +56,11 @@ pub struct IsMleArgs {
     /// Folder for the PNG figures (one per proposal and M).
     #[arg(long, default_value = "is-mle")]
     pub out: PathBuf,
+    /// Seed of the data and of every run's draws.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +83,7 @@ fn toy2d_cmd(a: Toy2dArgs) -> anyhow::Result<()> {
         seed: a.seed,
         out: a.out,
         device: a.device,
+        extra: a.threads.get().map(|n| format!("train.threads={n}")).into_iter().collect(),
         ..Default::default()
     };
     let json = a.json;
@@ -98,6 +108,7 @@ fn is_mle_cmd(a: IsMleArgs) -> anyhow::Result<()> {
     if a.runs == 0 {
         anyhow::bail!("--runs must be positive");
     }
+    a.threads.apply(None);
     tch::manual_seed(a.seed as i64);
     let r = is_mle::run(&[100, 5000], a.runs, a.seed);
     let lo = r.true_nll.iter().copied().fold(f64::INFINITY, f64::min);

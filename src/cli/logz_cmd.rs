@@ -11,7 +11,7 @@ use tch::Kind;
 pub struct LogzArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Independent AIS chains (annealed --batch at a time).
+    /// Independent AIS chains (annealed --eval-batch at a time).
     #[arg(long, default_value_t = 512)]
     pub chains: i64,
     /// Intermediate distributions between the base and the model (a sigmoid schedule).
@@ -41,6 +41,7 @@ pub struct LogzArgs {
     /// Cells per side of the grid.
     #[arg(long, default_value_t = 800)]
     pub grid_cells: i64,
+    /// Seed of libtorch's generator: the base draws and the transitions' noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -54,7 +55,7 @@ fn ais_config(a: &LogzArgs) -> anyhow::Result<AisConfig> {
     };
     Ok(AisConfig {
         chains: a.chains,
-        batch: (a.common.batch as i64).min(a.chains.max(1)),
+        batch: (a.common.eval_batch as i64).min(a.chains.max(1)),
         temps: a.temps,
         base_std: a.base_std,
         transition,
@@ -69,12 +70,12 @@ fn ais_config(a: &LogzArgs) -> anyhow::Result<AisConfig> {
 fn data_likelihood(
     spec: &str,
     m: &ebm::train::checkpoint::Loaded,
-    batch: usize,
+    c: &Common,
     device: tch::Device,
     (log_z, log_z_se): (f64, f64),
 ) -> anyhow::Result<(String, usize, f64, f64, i64)> {
-    let ds = load(spec, m)?;
-    let out = classify::run_model(&m.net, &ds, batch, device, m.config.data.noise_sigma)?;
+    let ds = load(spec, m, c)?;
+    let out = classify::run_model(&m.net, &ds, c.eval_batch, device, m.config.data.noise_sigma)?;
     let e = out.energy.to_kind(Kind::Double);
     let n = e.size()[0] as f64;
     let mean_e = e.mean(Kind::Double).double_value(&[]);
@@ -85,7 +86,7 @@ fn data_likelihood(
 
 pub fn run(a: LogzArgs) -> anyhow::Result<()> {
     let (m, device) = open(&a.common)?;
-    if a.common.threads == 0 && m.config.model.input_shape.len() == 1 {
+    if a.common.threads.get().is_none() && m.config.model.input_shape.len() == 1 {
         // Points, not images: tensors this small run fastest on one thread (32 s against 401 s for
         // the README's 8gaussians run on the 2-core machine under load).
         tch::set_num_threads(1);
@@ -102,7 +103,7 @@ pub fn run(a: LogzArgs) -> anyhow::Result<()> {
     let data = a
         .data
         .as_deref()
-        .map(|spec| data_likelihood(spec, &m, a.common.batch, device, (est.log_z, est.std_err)))
+        .map(|spec| data_likelihood(spec, &m, &a.common, device, (est.log_z, est.std_err)))
         .transpose()?;
     if a.common.json {
         let mut o = json!({

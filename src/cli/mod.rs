@@ -1,10 +1,13 @@
 //! Argument parsing and dispatch for the `ebm` binary.
+mod args;
 mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod experiment_cmd;
 mod logz_cmd;
 mod sample_cmd;
+#[cfg(test)]
+mod tests;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -1,3 +1,4 @@
+use super::args::Threads;
 use anyhow::{bail, Context};
 use ebm::sampling::buffer::uniform;
 use ebm::train::checkpoint::{self, Loaded, Weights};
@@ -21,9 +22,9 @@ pub struct SampleArgs {
     /// Number of samples (unconditional).
     #[arg(long, default_value_t = 64)]
     pub n: i64,
-    /// SGLD steps to run (default: the training config's sgld.steps).
-    #[arg(long)]
-    pub steps: Option<usize>,
+    /// Sampler steps per chain (default: the training config's sgld.steps). Formerly --steps.
+    #[arg(long = "sgld-steps", alias = "steps", value_name = "K")]
+    pub sgld_steps: Option<usize>,
     /// Draw N samples of each class, one row per class (conditional: E(x|y) = -f(x)[y]); in a
     /// .npy, rows k*N..(k+1)*N are class k.
     #[arg(long)]
@@ -37,12 +38,12 @@ pub struct SampleArgs {
     /// that data cannot be loaded, the replay buffer's largest |value| (at least 1), else 1.
     #[arg(long, value_name = "R")]
     pub init_range: Option<f64>,
+    /// Where the chains run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// CPU threads for libtorch (0: its default, but one thread for models on points, which run
-    /// fastest so).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub threads: Threads,
+    /// Seed of libtorch's generator: starting points, chain noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -82,7 +83,8 @@ fn chain_range(a: &SampleArgs, m: &Loaded) -> anyhow::Result<(f64, String)> {
         return Ok((1.0, "images".into()));
     }
     let spec = &m.config.data.spec;
-    let data_err = match ebm::data::load(spec, &ebm::data::LoadOptions::default()) {
+    let opts = ebm::data::LoadOptions { resize: m.config.data.resize, ..ebm::data::LoadOptions::default() };
+    let data_err = match ebm::data::load(spec, &opts) {
         Ok(ds) if ds.shape == m.config.model.input_shape => {
             return Ok((ds.chain_range(), format!("the training data {spec}")))
         }
@@ -191,13 +193,9 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             m.dir.display()
         );
     }
-    if a.threads > 0 {
-        tch::set_num_threads(a.threads as i32);
-    } else if !is_image {
-        tch::set_num_threads(1);
-    }
+    a.threads.apply((!is_image).then_some(1));
     let (range, range_from) = chain_range(&a, &m)?;
-    let steps = a.steps.unwrap_or(m.config.sampler.steps);
+    let steps = a.sgld_steps.unwrap_or(m.config.sampler.steps);
     let sampler = ebm::sampling::from_config(&m.config.sampler, (-range, range));
     let (n, y) = match a.per_class {
         Some(k) => {

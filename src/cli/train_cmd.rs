@@ -1,3 +1,4 @@
+use super::args::{Resize, Threads};
 use anyhow::bail;
 use ebm::config::TrainConfig;
 use ebm::train::{self, RunOptions};
@@ -21,10 +22,12 @@ pub struct TrainArgs {
     /// Override any config key: --set optim.lr=3e-4 --set sgld.steps=40.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// auto, cpu, cuda or cuda:N (overrides train.device).
+    /// Where to train: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N (overrides
+    /// train.device, whose default is auto).
     #[arg(long)]
     pub device: Option<String>,
-    /// Run seed (overrides train.seed).
+    /// Run seed: weights, batches, augmentation and chains all follow from it (overrides
+    /// train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from a checkpoint folder or a run folder (its newest checkpoint).
@@ -37,6 +40,10 @@ pub struct TrainArgs {
     /// train.fast; auto = on for CUDA, off on the CPU).
     #[arg(long, value_name = "on|off|auto")]
     pub fast: Option<String>,
+    #[command(flatten)]
+    pub resize: Resize,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -80,6 +87,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(s) = a.seed {
         set.push(format!("train.seed={s}"));
+    }
+    if let Some(n) = a.resize.resize {
+        set.push(format!("data.resize={n}"));
+    }
+    if let Some(n) = a.threads.get() {
+        set.push(format!("train.threads={n}"));
     }
     let cfg = match (&a.config, &a.resume) {
         (Some(path), _) => TrainConfig::load(path, &set)?,

@@ -10,6 +10,9 @@ pub struct DataConfig {
     pub spec: String,
     /// Optional test set, evaluated at the end of every epoch.
     pub test_spec: Option<String>,
+    /// Image folders: resize images that are not N x N to N x N on load (`--resize N`); kept in
+    /// config.json and checkpoints, so a resumed run and `ebm eval` of the checkpoint resize alike.
+    pub resize: Option<u32>,
     pub batch_size: usize,
     /// Fraction of the training set held out for validation (JEM: 5,000 of 50,000).
     pub valid_fraction: f64,
@@ -40,6 +43,7 @@ impl Default for DataConfig {
         DataConfig {
             spec: "synthetic:shapes".into(),
             test_spec: None,
+            resize: None,
             batch_size: 64,
             valid_fraction: 0.1,
             augment: true,
@@ -60,6 +64,9 @@ impl DataConfig {
             bail!("key `data.valid_fraction` = {}: must be in [0, 1)", self.valid_fraction);
         }
         non_negative(self.noise_sigma, "data.noise_sigma")?;
+        if self.resize == Some(0) {
+            bail!("key `data.resize` = 0: must be a positive side length (or absent: no resizing)");
+        }
         Ok(())
     }
 }

@@ -29,6 +29,9 @@ pub struct LoopConfig {
     /// The fast mode (bf16 conv/linear on float32 master weights, channels-last on CUDA):
     /// "auto" (on for CUDA, off on the CPU), true or false.
     pub fast: FastMode,
+    /// Also write TensorBoard event files into the run folder, beside metrics.jsonl: its scalars
+    /// and the sample grids (`tensorboard --logdir RUN`).
+    pub tensorboard: bool,
 }
 
 /// The fast-mode switch as configs write it: `true`, `false` or `"auto"` (also `"on"`, `"off"`).
@@ -106,6 +109,7 @@ impl Default for LoopConfig {
             threads: 0,
             deterministic: false,
             fast: FastMode::Auto,
+            tensorboard: false,
         }
     }
 }

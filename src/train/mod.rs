@@ -12,6 +12,7 @@ pub mod run;
 pub mod run_data;
 pub mod sam;
 pub mod tensor_file;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use trainer::{GradientReducer, Step, Trainer};

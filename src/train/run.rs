@@ -122,7 +122,8 @@ impl<'a> Run<'a> {
         checkpoint::check_space(&ckpt_root, checkpoint::estimate_bytes(&trainer.contents(&pos)))?;
         std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
             .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
-        let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| pos.step))?;
+        let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| pos.step))?
+            .with_tensorboard(cfg.train.tensorboard)?;
         checkpoint::recover_interrupted_writes(&ckpt_root);
 
         let per_epoch = data.plan.batches_per_epoch();
@@ -259,7 +260,9 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let dir = self.opts.out.join("samples");
-        save_sample_grids(terms.samples.as_ref(), self.trainer.buffer(), &dir, self.pos.step)
+        save_sample_grids(terms.samples.as_ref(), self.trainer.buffer(), &dir, self.pos.step)?;
+        self.metrics.sample_grids(&dir, self.pos.step);
+        Ok(())
     }
 
     /// Validation accuracy (a line in metrics.jsonl), and the `best` checkpoint when it improves.

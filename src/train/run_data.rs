@@ -84,7 +84,7 @@ impl RunData {
 
 /// Loads a data set and checks it fits the model.
 fn load_checked(spec: &str, cfg: &TrainConfig) -> crate::Result<Dataset> {
-    let ds = data::load(spec, &LoadOptions::default())?;
+    let ds = data::load(spec, &LoadOptions { resize: cfg.data.resize, ..LoadOptions::default() })?;
     if ds.shape != cfg.model.input_shape {
         bail!("{spec}: examples of shape {:?}, but model.input_shape is {:?}", ds.shape, cfg.model.input_shape);
     }

@@ -1,0 +1,35 @@
+//! `ebm bench` with no network given picks one that finishes on the device at hand and says so
+//! (on this CPU: WRN-10-2 at batch 16, not JEM's WRN-28-10), and still reports peak RSS, with the
+//! reason NVML has nothing to say.
+mod common;
+use common::*;
+
+#[test]
+fn with_no_network_the_cpu_bench_times_a_small_wrn_and_says_why() {
+    let quick = ["--device", "cpu", "--iters", "1", "--warmup", "0", "--fast", "off", "--sgld-steps", "1", "--json"];
+    let out = ebm().arg("bench").args(quick).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no network given; on cpu timing WRN-10-2 at batch 16"), "{stderr}");
+    assert!(stderr.contains("--preset wrn-28-10"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let t = &v["train"];
+    assert_eq!((t["model"].as_str(), t["batch"].as_i64()), (Some("WRN-10-2"), Some(16)), "{t}");
+    assert!(t["peak_rss_mib"].as_f64().unwrap() > 10.0, "{t}");
+    assert!(t["gpu_memory"].is_null() && t["gpu_memory_unavailable"].as_str().is_some(), "{t}");
+
+    // A network given: that one, and no note.
+    let out = ebm().arg("bench").args(quick).args(["--preset", "convnet-small", "--width", "4"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("no network given"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["train"]["model"], "ConvNet-4");
+}
+
+#[test]
+fn a_bad_flag_is_still_one_error_line_the_note_comes_only_before_work() {
+    let e = fails(&["bench", "--device", "cpu", "--fast", "sometimes"]);
+    assert!(e.contains("--fast `sometimes`"), "{e}");
+    let e = fails(&["bench", "--device", "cpu", "--compare-pytorch", "--python", "/nonexistent/bin/python"]);
+    assert!(e.contains("/nonexistent/bin/python"), "{e}");
+}
