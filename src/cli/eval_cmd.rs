@@ -81,9 +81,18 @@ pub fn open(c: &Common) -> anyhow::Result<(Loaded, tch::Device)> {
     Ok((checkpoint::load_model(&c.ckpt, device)?, device))
 }
 
+/// A data set as the model's own data: shape and labels checked.
 pub fn load(spec: &str, m: &Loaded) -> anyhow::Result<Dataset> {
     let ds = data::load(spec, &LoadOptions::default())?;
     classify::check_compatible(&m.net, &ds)?;
+    Ok(ds)
+}
+
+/// An out-of-distribution set: only its example shape must fit the model (CIFAR-100's 100
+/// classes against a CIFAR-10 model are fine; its labels are only written to --scores-out).
+fn load_ood(spec: &str, m: &Loaded) -> anyhow::Result<Dataset> {
+    let ds = data::load(spec, &LoadOptions::default())?;
+    classify::check_shape(&m.net, &ds)?;
     Ok(ds)
 }
 
@@ -182,7 +191,7 @@ pub fn ood(a: OodArgs) -> anyhow::Result<()> {
     let noise = m.config.data.noise_sigma;
     let mut sets = vec![(a.in_spec.clone(), load(&a.in_spec, &m)?)];
     for s in &a.ood {
-        sets.push((s.clone(), load(s, &m)?));
+        sets.push((s.clone(), load_ood(s, &m)?));
     }
     let all: Vec<Vec<Vec<f64>>> = sets
         .iter()
