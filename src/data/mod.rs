@@ -4,6 +4,7 @@ pub mod augment;
 pub mod builtin;
 pub mod cache;
 pub mod cifar;
+pub mod download;
 pub mod folder;
 pub mod loader;
 pub mod npy;
