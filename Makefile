@@ -46,7 +46,7 @@ clean-demo:
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain and `cargo install cargo-fuzz`).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := cifar npy image decode_cache manifest safetensors config
+FUZZ_TARGETS := cifar svhn npy image decode_cache manifest safetensors config
 fuzz: setup
 	cargo +nightly fuzz build -a --codegen-units 16
 	for t in $(FUZZ_TARGETS); do \

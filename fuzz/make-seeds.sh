@@ -5,7 +5,7 @@
 set -euo pipefail
 EBM=${EBM:-target/release/ebm}
 S=fuzz/seeds
-rm -rf "$S" && mkdir -p "$S"/{cifar,npy,image,decode_cache,manifest,safetensors,config}
+rm -rf "$S" && mkdir -p "$S"/{cifar,svhn,npy,image,decode_cache,manifest,safetensors,config}
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
 
 python3 - "$S" "$work" <<'PY'
@@ -20,6 +20,17 @@ def npy(path, descr, shape, data):
     h = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}"
     h += " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
     open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + data)
+def mat_v5(path, arrays):
+    # MATLAB v5, uncompressed (libFuzzer mutates its fields directly): arrays of (name, dims, class, mi, data).
+    def sub(ty, body):
+        return struct.pack("<II", ty, len(body)) + body + bytes(-len(body) % 8)
+    out = b"MATLAB 5.0 MAT-file, ebm fuzz seed".ljust(124) + b"\x00\x01IM"
+    for name, dims, cls, mi, data in arrays:
+        m = sub(6, struct.pack("<II", cls, 0)) + sub(5, struct.pack(f"<{len(dims)}i", *dims)) + sub(1, name.encode()) + sub(mi, data)
+        out += struct.pack("<II", 14, len(m)) + m
+    open(path, "wb").write(out)
+mat_v5(f"{S}/svhn/plain-1.mat", [("X", [32, 32, 3, 1], 9, 2, bytes(i % 251 for i in range(3072))),
+                                 ("y", [1, 1], 6, 9, struct.pack("<d", 10.0))])
 npy(f"{S}/npy/u1-nhwc.npy", "|u1", [2, 4, 4, 3], bytes(range(96)))
 npy(f"{S}/npy/f4-points.npy", "<f4", [3, 2], struct.pack("<6f", 0.5, -1, 2, 3, 0, 1))
 npy(f"{S}/npy/i8-labels.npy", "<i8", [4], struct.pack("<4q", 0, 1, 2, 1))
@@ -36,6 +47,9 @@ import os
 os.makedirs(f"{work}/folder/a"); os.makedirs(f"{work}/folder/b")
 png(f"{work}/folder/a/0.png", 32, 32); png(f"{work}/folder/b/0.png", 32, 32)
 PY
+# SVHN: also a SciPy-written fixture of the tests (tests/data/make-svhn-fixture.py), compressed.
+cp tests/data/svhn/test_32x32.mat "$S/svhn/"
+
 # A JPEG: one image of the CIFAR-10 JPEG copy beside the repository, when there is one; it goes to
 # fuzz/corpus/image (not committed: data-set content stays out of the repository).
 jpeg_tar=../shared/data/cifar10-jpeg/test.tar.gz

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
-    /// A data set spec: cifar10:DIR[:train|test], cifar100:DIR[:train|test], folder:DIR,
+    /// A data set spec: cifar10:DIR[:train|test], cifar100:DIR[:train|test], svhn:DIR[:train|test], folder:DIR,
     /// npy:IMAGES.npy[,LABELS.npy], synthetic:shapes[:N][:test], noise:uniform[:N],
     /// noise:gaussian[:N], constant[:N], interp:SPEC, toy2d:NAME[:N]
     pub spec: String,

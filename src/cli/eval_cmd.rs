@@ -87,11 +87,19 @@ pub fn open(c: &Common) -> anyhow::Result<(Loaded, tch::Device)> {
     Ok((checkpoint::load_model_weights(&c.ckpt, device, c.weights)?, device))
 }
 
-/// Loads a data set for the model `m` (resized by --resize, else as the run was trained) and
-/// checks it fits.
+/// Loads a data set as the model's own data (resized by --resize, else as the run was trained):
+/// shape and labels checked.
 pub fn load(spec: &str, m: &Loaded, c: &Common) -> anyhow::Result<Dataset> {
     let ds = data::load(spec, &c.resize.options(m.config.data.resize))?;
     classify::check_compatible(&m.net, &ds)?;
+    Ok(ds)
+}
+
+/// An out-of-distribution set: only its example shape must fit the model (CIFAR-100's 100
+/// classes against a CIFAR-10 model are fine; its labels are only written to --scores-out).
+fn load_ood(spec: &str, m: &Loaded, c: &Common) -> anyhow::Result<Dataset> {
+    let ds = data::load(spec, &c.resize.options(m.config.data.resize))?;
+    classify::check_shape(&m.net, &ds)?;
     Ok(ds)
 }
 
@@ -190,7 +198,7 @@ pub fn ood(a: OodArgs) -> anyhow::Result<()> {
     let noise = m.config.data.noise_sigma;
     let mut sets = vec![(a.in_spec.clone(), load(&a.in_spec, &m, &a.common)?)];
     for s in &a.ood {
-        sets.push((s.clone(), load(s, &m, &a.common)?));
+        sets.push((s.clone(), load_ood(s, &m, &a.common)?));
     }
     let all: Vec<Vec<Vec<f64>>> = sets
         .iter()

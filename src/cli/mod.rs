@@ -2,6 +2,7 @@
 mod args;
 mod bench_cmd;
 mod data_cmd;
+mod download_cmd;
 mod eval_cmd;
 mod experiment_cmd;
 mod logz_cmd;
@@ -25,6 +26,9 @@ pub enum Command {
     Info(InfoArgs),
     /// What a data set spec resolves to: count, classes, shape, value range; optionally a PNG grid.
     Data(data_cmd::DataArgs),
+    /// Fetch CIFAR-10, CIFAR-100 or SVHN from their official sources (resumable, MD5-checked) into
+    /// the folders their data specs read.
+    Download(download_cmd::DownloadArgs),
     /// Train a model from a TOML config.
     Train(train_cmd::TrainArgs),
     /// Draw samples from a checkpoint: a .npy array, or a PNG (image grid, or scatter plot of 2-D points).
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Data(a) => data_cmd::run(a),
+        Command::Download(a) => download_cmd::run(a),
         Command::Train(a) => train_cmd::run(a),
         Command::Sample(a) => sample_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),

@@ -1,13 +1,15 @@
-//! Data sets: every spec (`cifar10:DIR`, `folder:DIR`, `npy:...`, built-ins) resolves to one
+//! Data sets: every spec (`cifar10:DIR`, `svhn:DIR`, `folder:DIR`, `npy:...`, built-ins) resolves to one
 //! in-memory [`Dataset`]; [`loader`] batches, shuffles and augments it off the training thread.
 pub mod augment;
 pub mod builtin;
 pub mod cache;
 pub mod cifar;
+pub mod download;
 pub mod folder;
 pub mod loader;
 pub mod npy;
 pub mod spec;
+pub mod svhn;
 pub mod toy2d;
 
 pub use spec::{load, DataSpec, LoadOptions};

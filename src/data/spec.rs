@@ -1,6 +1,6 @@
-//! Data set specs (`cifar10:DIR:test`, `folder:DIR`, `npy:X.npy,Y.npy`, `synthetic:shapes:N`, ...)
+//! Data set specs (`cifar10:DIR:test`, `svhn:DIR:test`, `folder:DIR`, `npy:X.npy,Y.npy`, `synthetic:shapes:N`, ...)
 //! parsed and resolved to a [`Dataset`].
-use super::{builtin, cifar, folder, npy, toy2d, Dataset};
+use super::{builtin, cifar, folder, npy, svhn, toy2d, Dataset};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 
@@ -12,6 +12,7 @@ pub use super::Split;
 pub enum DataSpec {
     Cifar10 { dir: PathBuf, split: Split },
     Cifar100 { dir: PathBuf, split: Split },
+    Svhn { dir: PathBuf, split: Split },
     Folder { dir: PathBuf },
     Npy { images: PathBuf, labels: Option<PathBuf> },
     Shapes { n: usize, split: Split },
@@ -50,7 +51,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     }
 }
 
-const SPEC_HELP: &str = "cifar10:DIR[:train|test], cifar100:DIR[:train|test], folder:DIR, \
+const SPEC_HELP: &str = "cifar10:DIR[:train|test], cifar100:DIR[:train|test], svhn:DIR[:train|test], folder:DIR, \
 npy:IMAGES.npy[,LABELS.npy], synthetic:shapes[:N][:train|test], noise:uniform[:N], noise:gaussian[:N], \
 constant[:N], interp:SPEC, toy2d:NAME[:N][:train|test]";
 
@@ -109,6 +110,11 @@ impl DataSpec {
                 } else {
                     DataSpec::Cifar100 { dir, split }
                 }
+            }
+            "svhn" => {
+                need_rest("a folder after the colon, as in svhn:DIR[:train|test]")?;
+                let (dir, split) = split_suffix(rest);
+                DataSpec::Svhn { dir: PathBuf::from(dir), split }
             }
             "folder" => {
                 need_rest("a folder, as in folder:DIR")?;
@@ -188,6 +194,7 @@ pub fn load_spec(spec: &DataSpec, opts: &LoadOptions) -> crate::Result<Dataset> 
     match spec {
         DataSpec::Cifar10 { dir, split } => cifar::load_cifar10(dir, *split),
         DataSpec::Cifar100 { dir, split } => cifar::load_cifar100(dir, *split),
+        DataSpec::Svhn { dir, split } => svhn::load_svhn(dir, *split),
         DataSpec::Folder { dir } => folder::load_folder(dir, opts),
         DataSpec::Npy { images, labels } => npy::load_npy_dataset(images, labels.as_deref()),
         DataSpec::Shapes { n, split } => Ok(builtin::shapes(*n, stream(*split))),
@@ -216,6 +223,9 @@ mod tests {
             DataSpec::parse("cifar100:/d").unwrap(),
             DataSpec::Cifar100 { dir: "/d".into(), split: Split::Train }
         );
+        assert_eq!(DataSpec::parse("svhn:/d:test").unwrap(), DataSpec::Svhn { dir: "/d".into(), split: Split::Test });
+        assert_eq!(DataSpec::parse("svhn:/d").unwrap(), DataSpec::Svhn { dir: "/d".into(), split: Split::Train });
+        assert!(DataSpec::parse("svhn").unwrap_err().to_string().contains("svhn:DIR[:train|test]"));
         assert_eq!(
             DataSpec::parse("npy:a.npy,b.npy").unwrap(),
             DataSpec::Npy { images: "a.npy".into(), labels: Some("b.npy".into()) }

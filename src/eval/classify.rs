@@ -36,11 +36,19 @@ pub fn input_batch(ds: &Dataset, start: usize, end: usize, noise_sigma: f64) -> 
     (Tensor::from_slice(&v).view(x.size().as_slice()), y)
 }
 
-/// Checks that a data set fits a network: same example shape, labels within its classes.
-pub fn check_compatible(net: &EnergyNet, ds: &Dataset) -> crate::Result<()> {
+/// Checks that a network can take a data set's examples: the same example shape. All an OOD set
+/// needs (its labels, if any, are another set's: CIFAR-100's 100 against a 10-class model).
+pub fn check_shape(net: &EnergyNet, ds: &Dataset) -> crate::Result<()> {
     if ds.shape != net.cfg.input_shape {
         bail!("{}: examples of shape {:?}, but the model takes {:?}", ds.name, ds.shape, net.cfg.input_shape);
     }
+    Ok(())
+}
+
+/// Checks that a data set fits a classifier as its own data (accuracy, calibration, the
+/// in-distribution set of `ebm ood`): the same example shape, and labels within its classes.
+pub fn check_compatible(net: &EnergyNet, ds: &Dataset) -> crate::Result<()> {
+    check_shape(net, ds)?;
     if net.cfg.is_conditional() && ds.labels.is_some() && ds.num_classes() > net.cfg.num_classes {
         bail!("{}: {} classes, but the model has {}", ds.name, ds.num_classes(), net.cfg.num_classes);
     }

@@ -4,6 +4,10 @@
 //! - AUPR = average precision with in-distribution positive (sklearn's average_precision_score:
 //!   sum over thresholds of (R_k - R_{k-1}) P_k, tied scores forming one threshold);
 //! - FPR95 = the false-positive rate at the highest threshold whose true-positive rate is >= 95%.
+//!
+//! AUROC is summed in whole counts (sum over thresholds of dFP * (2 TP + dTP), exact in f64 below
+//! 2^53) and divided once, AUPR as sum dTP * P_k divided once by the positives; both are then
+//! clamped to [0, 1], so rounding can never report 1.0000000000000002.
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -26,7 +30,8 @@ pub fn ood_metrics(s_in: &[f64], s_out: &[f64]) -> OodMetrics {
     let (np, nn) = (s_in.len() as f64, s_out.len() as f64);
     let v = ranked(s_in, s_out);
     let (mut tp, mut fp) = (0.0f64, 0.0f64);
-    let (mut auroc, mut aupr) = (0.0, 0.0);
+    // Twice the Mann-Whitney count, and the precision-weighted sum of positives.
+    let (mut pairs2, mut precision_sum) = (0.0, 0.0);
     let mut fpr95 = None;
     let mut i = 0;
     while i < v.len() {
@@ -42,14 +47,16 @@ pub fn ood_metrics(s_in: &[f64], s_out: &[f64]) -> OodMetrics {
             i += 1;
         }
         // Trapezoid in ROC space = Mann-Whitney with ties counted one half.
-        auroc += dfp / nn * (tp + dtp / 2.0) / np;
+        pairs2 += dfp * (2.0 * tp + dtp);
         tp += dtp;
         fp += dfp;
-        aupr += dtp / np * (tp / (tp + fp));
+        precision_sum += dtp * (tp / (tp + fp));
         if fpr95.is_none() && tp / np >= 0.95 {
             fpr95 = Some(fp / nn);
         }
     }
+    let auroc = (pairs2 / (2.0 * np * nn)).clamp(0.0, 1.0);
+    let aupr = (precision_sum / np).clamp(0.0, 1.0);
     OodMetrics { auroc, aupr, fpr95: fpr95.unwrap_or(1.0) }
 }
 
@@ -137,6 +144,32 @@ mod tests {
             term *= -z * z / (n + 1) as f64;
         }
         2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+
+    #[test]
+    fn perfect_separation_is_exactly_one_never_above() {
+        // 9 against 9 distinct scores: adding 1/9 nine times gave 1.0000000000000002 for both
+        // AUROC and AUPR (`ebm ood --json` printed such values).
+        let s_in: Vec<f64> = (0..9).map(|i| 1.0 + i as f64).collect();
+        let s_out: Vec<f64> = (0..9).map(|i| -1.0 - i as f64).collect();
+        let m = ood_metrics(&s_in, &s_out);
+        assert_eq!((m.auroc, m.aupr, m.fpr95), (1.0, 1.0, 0.0));
+        let m = ood_metrics(&s_out, &s_in);
+        assert_eq!(m.auroc, 0.0);
+        // Any sizes, any ties: every metric stays in [0, 1].
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..300 {
+            let (a, b) = (rng.gen_range(1..40), rng.gen_range(1..40));
+            let shift = rng.gen_range(0.0..20.0);
+            let s_in: Vec<f64> = (0..a).map(|_| (rng.gen_range(0.0..10.0f64) + shift).round()).collect();
+            let s_out: Vec<f64> = (0..b).map(|_| rng.gen_range(0.0..10.0f64).round()).collect();
+            let m = ood_metrics(&s_in, &s_out);
+            for v in [m.auroc, m.aupr, m.fpr95] {
+                assert!((0.0..=1.0).contains(&v), "{m:?} for {a} in, {b} out");
+            }
+            assert!((m.auroc - pairwise_auroc(&s_in, &s_out)).abs() < 1e-12);
+        }
     }
 
     #[test]

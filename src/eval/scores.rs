@@ -3,7 +3,7 @@
 //! - `maxsoftmax`: max_y p(y|x) (JEM's "py");
 //! - `gradnorm`: -|grad_x logsumexp_y f(x)[y]|_2 (JEM's "pxgrad"), batched input gradients;
 //! - `energy`: -E(x), for any head (with an energy head it is the only density score).
-use super::classify::{check_compatible, input_batch};
+use super::classify::{check_shape, input_batch};
 use crate::data::Dataset;
 use crate::models::EnergyNet;
 use anyhow::bail;
@@ -44,6 +44,7 @@ impl Score {
 }
 
 /// The requested scores of every example of `ds`, each a Vec of length N (in `scores` order).
+/// Only the example shape must fit the model: labels play no part in a score.
 pub fn score_dataset(
     net: &EnergyNet,
     ds: &Dataset,
@@ -52,7 +53,7 @@ pub fn score_dataset(
     device: Device,
     noise_sigma: f64,
 ) -> crate::Result<Vec<Vec<f64>>> {
-    check_compatible(net, ds)?;
+    check_shape(net, ds)?;
     if ds.is_empty() {
         bail!("{}: the data set is empty", ds.name);
     }
@@ -87,4 +88,41 @@ pub fn score_dataset(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+    use crate::data::Pixels;
+    use tch::nn;
+
+    #[test]
+    fn an_ood_set_with_more_classes_than_the_model_is_scored() {
+        // A 10-class model against a CIFAR-100-like set (labels up to 99): scores need only the
+        // image shape. Before, this failed with "100 classes, but the model has 10".
+        let mut cfg = ModelConfig::from_preset("convnet-small").unwrap();
+        cfg.width = 4;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnergyNet::new(&vs.root(), &cfg);
+        let n = 3;
+        let classes: Vec<String> = (0..100).map(|i| format!("class{i:02}")).collect();
+        let ds = Dataset::new(
+            "cifar100-like",
+            Pixels::U8(vec![9; n * 3072]),
+            vec![3, 32, 32],
+            Some(vec![0, 42, 99]),
+            classes,
+        )
+        .unwrap();
+        let s = score_dataset(&net, &ds, &[Score::LogPx, Score::MaxSoftmax], 2, Device::Cpu, 0.0).unwrap();
+        assert_eq!((s.len(), s[0].len()), (2, n));
+        // As the model's own data (eval, calibrate) the labels still have to fit.
+        let e = crate::eval::classify::check_compatible(&net, &ds).unwrap_err().to_string();
+        assert!(e.contains("100 classes, but the model has 10"), "{e}");
+        // The shape still has to.
+        let points = Dataset::new("points", Pixels::F32(vec![0.0; 4]), vec![2], None, Vec::new()).unwrap();
+        let e = score_dataset(&net, &points, &[Score::LogPx], 2, Device::Cpu, 0.0).unwrap_err().to_string();
+        assert!(e.contains("shape [2]"), "{e}");
+    }
 }
