@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quality per minute: each recipe trains a WRN-10-2 on the real CIFAR-10 JPEG copy for the same
-# wall-clock budget (train.max_seconds), then its test accuracy, ECE and last energy gap are read
-# with `ebm eval` and metrics.jsonl. Run from the repository root after `make build`:
+# wall-clock budget (train.max_seconds; JEM++'s Gaussian fit happens before the clock starts), then
+# its test accuracy and ECE (raw weights and the weight average) and last energy gap are read with
+# `ebm eval` and metrics.jsonl; `steps` is the furthest step reached, `rollbacks` the guard's. Run from the repository root after `make build`:
 #   scripts/quality-per-minute.sh [BUDGET_SECONDS=240] [OUT=/tmp/ebm-qpm] [RECIPES="ce jem ..."]
 # Needs ../shared/data/cifar10-jpeg/{train,test}.tar.gz (unpacked once into datasets/cifar10/).
 set -euo pipefail
@@ -38,7 +39,7 @@ recipe_args() {
     *) echo "unknown recipe $1" >&2; exit 2 ;;
   esac
 }
-printf '%-9s %6s %8s %7s %9s %s\n' recipe steps test_acc ECE last_gap weights
+printf '%-9s %6s %9s %8s %7s %9s %s\n' recipe steps rollbacks test_acc ECE last_gap weights
 for r in $RECIPES; do
   run="$OUT/$r"
   rm -rf "$run"
@@ -53,10 +54,11 @@ import json, sys
 run, name = sys.argv[1], sys.argv[2]
 rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
 steps = max(r.get("step", 0) for r in rows)
+rollbacks = sum(1 for r in rows if r.get("event") == "rollback")
 gaps = [r["gap"] for r in rows if "gap" in r]
 for w in ("raw", "ema"):
     e = json.loads(open(f"{run}.eval-{w}.json").read().splitlines()[-1])
     gap = f"{gaps[-1]:.3f}" if gaps else "-"
-    print(f"{name:<9} {steps:>6} {100*e['accuracy']:>7.2f}% {100*e['ece']:>6.2f}% {gap:>9} {w}")
+    print(f"{name:<9} {steps:>6} {rollbacks:>9} {100*e['accuracy']:>7.2f}% {100*e['ece']:>6.2f}% {gap:>9} {w}")
 PY
 done
