@@ -61,7 +61,7 @@ pub struct BenchArgs {
     pub agreement: bool,
     /// Time one case as --compare-pytorch does (float32; the median of per-iteration times):
     /// `jem`, the training step of the config above, or `sampler2d`, the sampler of
-    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
+    /// configs/toy2d.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
     /// --points points; with --compare-pytorch also `both` (default there: jem).
     #[arg(long, value_name = "jem|sampler2d|both")]
     pub case: Option<String>,
@@ -230,7 +230,7 @@ fn gpu_memory_text(t: &TrainBench) -> String {
     }
 }
 
-/// The config of one case: `bench_config` for jem; for sampler2d configs/toy2d-pcd.toml (or
+/// The config of one case: `bench_config` for jem; for sampler2d configs/toy2d.toml (or
 /// --config) with --points, --sampler-steps and the `--set` overrides.
 fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
     if case == Case::Jem {
@@ -245,7 +245,7 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
             std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?,
             p.display().to_string(),
         ),
-        None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d-pcd.toml".to_string()),
+        None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d.toml".to_string()),
     };
     let steps = a.sgld_steps.unwrap_or(SAMPLER2D_STEPS);
     let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={steps}")];
