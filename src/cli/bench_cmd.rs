@@ -156,17 +156,18 @@ fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device
     } else {
         println!("{} on {} against float32 on the CPU (relative errors)", model.label(), rows[0].device);
         println!(
-            "{:<10} {:>12} {:>12} {:>12} {:>10}  result",
-            "precision", "energy", "dE/dx", "param grads", "tolerance"
+            "{:<10} {:>12} {:>12} {:>12} {:>10} {:>10}  result",
+            "precision", "energy", "dE/dx", "param grads", "tol E", "tol grads"
         );
         for r in &rows {
             println!(
-                "{:<10} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e}  {}",
+                "{:<10} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e} {:>10.0e}  {}",
                 r.precision,
                 r.energy,
                 r.input_grad,
                 r.param_grad,
-                r.tolerance,
+                r.tolerance.energy,
+                r.tolerance.grad,
                 if r.pass { "pass" } else { "FAIL" }
             );
         }
