@@ -68,7 +68,7 @@ EBM_CACHE_DIR="$work/cache" "$EBM" data "folder:$work/folder" > /dev/null
 cp "$work"/cache/folder-*.bin "$S/decode_cache/two-images.bin"
 
 # A checkpoint of a tiny MLP: manifest and safetensors files.
-"$EBM" train --config configs/toy2d-pcd.toml --out "$work/run" --quiet --set train.max_steps=1 \
+"$EBM" train --config configs/toy2d.toml --out "$work/run" --quiet --set train.max_steps=1 \
   --set model.hidden=4 --set buffer.size=8 --set data.batch_size=8 --set data.spec='"toy2d:8gaussians:64"' \
   --set train.device='"cpu"' > /dev/null
 ck=$(ls -d "$work"/run/checkpoints/step-* | tail -1)

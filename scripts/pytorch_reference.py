@@ -12,7 +12,7 @@ Cases (median seconds per iteration over --iters, after --warmup untimed ones):
              the divergence probe; Adam (torch.optim.Adam); the samples written back.
   sampler2d  the points sampler: --sgld-steps unadjusted Langevin steps on --batch points of the
              mlp-2d energy, x <- x - (step / 2) dE/dx + sqrt(step) N(0, I) ("textbook", ebm's
-             configs/toy2d-pcd.toml) or the JEM form.
+             configs/toy2d.toml) or the JEM form.
 
 Also:  --energies CKPT --input X.npy  prints E(x) of an ebm checkpoint (strict name/shape loading).
 

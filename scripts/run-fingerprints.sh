@@ -21,12 +21,12 @@ train --config configs/demo.toml --out "$R/jempxy" --set train.max_steps=6 --set
 train --config configs/igebm.toml --out "$R/igebm" --set train.max_steps=4 --set data.spec='"synthetic:shapes:500"' \
   --set model.preset='"convnet-small"' --set model.width=8 --set buffer.size=200
 for o in pcd cd sm ssm dsm nce is-mle; do
-  train --config configs/toy2d-pcd.toml --out "$R/$o" --set objective.name="\"$o\"" --set train.max_steps=30 \
+  train --config configs/toy2d.toml --out "$R/$o" --set objective.name="\"$o\"" --set train.max_steps=30 \
     --set data.spec='"toy2d:8gaussians:2000"'
 done
-train --config configs/toy2d-pcd.toml --out "$R/isad" --set objective.name='"is-mle"' \
+train --config configs/toy2d.toml --out "$R/isad" --set objective.name='"is-mle"' \
   --set objective.is_proposal='"adaptive"' --set train.max_steps=30 --set data.spec='"toy2d:rings:2000"'
-train --config configs/toy2d-pcd.toml --out "$R/hmc" --set 'sgld.sampler="hmc"' --set sgld.step_size=0.05 \
+train --config configs/toy2d.toml --out "$R/hmc" --set 'sgld.sampler="hmc"' --set sgld.step_size=0.05 \
   --set sgld.leapfrog=3 --set train.max_steps=20 --set data.spec='"toy2d:8gaussians:2000"'
 # A resumed leg: the jem run continued to the end of its epoch.
 train --resume "$R/jem" --out "$R/jem" --set train.max_steps=20

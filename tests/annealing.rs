@@ -8,7 +8,7 @@ use ebm::train::checkpoint;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// configs/toy2d-pcd.toml for one epoch of 10,000 8gaussians points, with overrides after that.
+/// configs/toy2d.toml for one epoch of 10,000 8gaussians points, with overrides after that.
 fn train_toy(dir: &Path, name: &str, sets: &[&str]) -> PathBuf {
     let short = ["train.epochs=1", "data.spec=\"toy2d:8gaussians:10000\""];
     train_toy2d(dir, name, &[&short[..], sets].concat())
@@ -81,7 +81,7 @@ type SamplerCase<'a> = (&'a str, Vec<&'a str>, Option<(f64, f64)>);
 #[test]
 fn pcd_learns_with_every_sampler_and_logs_acceptance_where_there_is_one() {
     let dir = tempfile::tempdir().unwrap();
-    // configs/toy2d-pcd.toml's length (3 epochs of 20,000 points): PCD needs those 234 steps.
+    // configs/toy2d.toml's length (3 epochs of 20,000 points): PCD needs those 234 steps.
     let pcd = ["objective.name=\"pcd\"", "train.epochs=3", "data.spec=\"toy2d:8gaussians:20000\""];
     let independent = ["sgld.proposal_std=2.5"];
     let cases: [SamplerCase; 4] = [
@@ -114,7 +114,7 @@ fn pcd_learns_with_every_sampler_and_logs_acceptance_where_there_is_one() {
     let e = fails(&[
         "train",
         "--config",
-        repo_root().join("configs/toy2d-pcd.toml").to_str().unwrap(),
+        repo_root().join("configs/toy2d.toml").to_str().unwrap(),
         "--out",
         dir.path().join("bad").to_str().unwrap(),
         "--set",

@@ -193,12 +193,13 @@ fn mean_log_density(toy: Toy, pts: &Tensor) -> f64 {
 }
 
 #[test]
-fn pcd_on_8gaussians_moves_the_chains_onto_the_data() {
-    // configs/toy2d-pcd.toml as it stands: contrastive divergence on buffer chains.
+fn igebm_on_8gaussians_moves_the_chains_onto_the_data() {
+    // configs/toy2d.toml as it stands: IGEBM (contrastive divergence, alpha 0.01) on buffer chains
+    // with 5% restarts.
     let dir = tempfile::tempdir().unwrap();
-    let run = train_toy2d(dir.path(), "pcd", &["train.epochs=3"]);
+    let run = train_toy2d(dir.path(), "igebm", &["train.epochs=3"]);
     let m = checkpoint::load_model(&run, Device::Cpu).unwrap();
-    let chains = m.buffer.expect("a PCD run keeps its chains");
+    let chains = m.buffer.expect("an IGEBM run keeps its chains");
     let toy = Toy::EightGaussians;
     let model = mean_log_density(toy, &chains);
     let noise = Tensor::rand([10_000, 2], (Kind::Float, Device::Cpu)) * 8.0 - 4.0;

@@ -365,7 +365,7 @@ fn deterministic_cpu_runs_repeat_their_metrics() {
 fn resume_is_exact_with_the_adaptive_is_proposal() {
     // is-mle with the adaptive proposal on 8gaussians: 20 steps in one run, or 5 then a resume.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = repo_root().join("configs/toy2d-pcd.toml");
+    let cfg = repo_root().join("configs/toy2d.toml");
     let cfg = cfg.to_str().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
     let sets = [

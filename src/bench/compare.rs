@@ -2,7 +2,7 @@
 //! run with the project's `.venv/bin/python`) at equal settings, each side in its own process,
 //! the two alternating round after round. Two cases:
 //! - `jem`: the trainer's own step ([`crate::train::Trainer::step`]) of a JEM config;
-//! - `sampler2d`: the configured sampler of configs/toy2d-pcd.toml (the mlp-2d energy, textbook
+//! - `sampler2d`: the configured sampler of configs/toy2d.toml (the mlp-2d energy, textbook
 //!   ULA with step 0.01) for `sgld.steps` steps on `data.batch_size` points.
 //!
 //! Both sides run float32, time every iteration on its own (synchronising a GPU) and report the
@@ -24,7 +24,7 @@ pub const SCRIPT: &str = "scripts/pytorch_reference.py";
 pub const PYTHON: &str = ".venv/bin/python";
 /// The config whose sampler the 2-D case times (its `sgld.steps` and `data.batch_size` are set
 /// by the bench).
-pub const SAMPLER2D_CONFIG: &str = include_str!("../../configs/toy2d-pcd.toml");
+pub const SAMPLER2D_CONFIG: &str = include_str!("../../configs/toy2d.toml");
 
 /// What is timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,7 +61,7 @@ pub struct BenchArgs {
     pub agreement: bool,
     /// Time one case as --compare-pytorch does (float32; the median of per-iteration times):
     /// `jem`, the training step of the config above, or `sampler2d`, the sampler of
-    /// configs/toy2d-pcd.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
+    /// configs/toy2d.toml (mlp-2d, textbook ULA, step 0.01) alone, --sgld-steps steps on
     /// --points points; with --compare-pytorch also `both` (default there: jem).
     #[arg(long, value_name = "jem|sampler2d|both")]
     pub case: Option<String>,
@@ -156,17 +156,18 @@ fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device
     } else {
         println!("{} on {} against float32 on the CPU (relative errors)", model.label(), rows[0].device);
         println!(
-            "{:<10} {:>12} {:>12} {:>12} {:>10}  result",
-            "precision", "energy", "dE/dx", "param grads", "tolerance"
+            "{:<10} {:>12} {:>12} {:>12} {:>10} {:>10}  result",
+            "precision", "energy", "dE/dx", "param grads", "tol E", "tol grads"
         );
         for r in &rows {
             println!(
-                "{:<10} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e}  {}",
+                "{:<10} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e} {:>10.0e}  {}",
                 r.precision,
                 r.energy,
                 r.input_grad,
                 r.param_grad,
-                r.tolerance,
+                r.tolerance.energy,
+                r.tolerance.grad,
                 if r.pass { "pass" } else { "FAIL" }
             );
         }
@@ -230,7 +231,7 @@ fn gpu_memory_text(t: &TrainBench) -> String {
     }
 }
 
-/// The config of one case: `bench_config` for jem; for sampler2d configs/toy2d-pcd.toml (or
+/// The config of one case: `bench_config` for jem; for sampler2d configs/toy2d.toml (or
 /// --config) with --points, --sampler-steps and the `--set` overrides.
 fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
     if case == Case::Jem {
@@ -245,7 +246,7 @@ fn case_config(a: &BenchArgs, case: Case) -> anyhow::Result<TrainConfig> {
             std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?,
             p.display().to_string(),
         ),
-        None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d-pcd.toml".to_string()),
+        None => (compare::SAMPLER2D_CONFIG.to_string(), "configs/toy2d.toml".to_string()),
     };
     let steps = a.sgld_steps.unwrap_or(SAMPLER2D_STEPS);
     let mut set = vec![format!("data.batch_size={}", a.points), format!("sgld.steps={steps}")];

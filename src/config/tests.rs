@@ -97,3 +97,26 @@ fn an_old_style_json_config_round_trips_and_resumes_with_either_spelling() {
     let resumed = TrainConfig::from_value(tree).unwrap();
     assert_eq!((resumed.sampler.kind, resumed.sampler.steps, resumed.sampler.leapfrog), (SamplerKind::Mala, 11, 2));
 }
+
+#[test]
+fn a_config_whose_file_name_names_an_objective_trains_that_objective() {
+    // configs/toy2d.toml was once toy2d-pcd.toml while it trained igebm: a file name that names
+    // an objective (a dash-separated part equal to a registered name) must be that objective.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let cfg = TrainConfig::load(&path, &[]).unwrap();
+        for part in stem.split('-') {
+            if crate::objectives::REGISTRY.iter().any(|r| r.name == part) {
+                assert_eq!(cfg.objective.name, part, "{}: named {part}, trains {}", path.display(), cfg.objective.name);
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} configs under {}", dir.display());
+}

@@ -19,12 +19,13 @@ pub struct Outputs {
 }
 
 /// Examples [start, end) of `ds` as model inputs, with the data noise the model was trained with
-/// (JEM adds it at test time too). The noise of example i is seeded by i alone, so results do not
-/// depend on the batch size.
+/// (JEM adds it at test time too). Images only: training noises images alone (train/run_data.rs),
+/// so 2-D points and other non-image sets come back as they are. The noise of example i is seeded
+/// by i alone, so results do not depend on the batch size.
 pub fn input_batch(ds: &Dataset, start: usize, end: usize, noise_sigma: f64) -> (Tensor, Option<Tensor>) {
     let idx: Vec<usize> = (start..end).collect();
     let (x, y) = ds.batch(&idx);
-    if noise_sigma <= 0.0 {
+    if noise_sigma <= 0.0 || !ds.is_image() {
         return (x, y);
     }
     let mut v: Vec<f32> = Vec::try_from(&x.flatten(0, -1)).expect("float batch");
@@ -96,4 +97,23 @@ pub fn accuracy_nll(logits: &Tensor, labels: &Tensor) -> (f64, f64) {
     let acc = logits.argmax(1, false).eq_tensor(labels).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
     let nll = logits.to_kind(Kind::Double).cross_entropy_for_logits(labels).double_value(&[]);
     (acc, nll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_noises_images_only_as_training_does() {
+        // Training sets noise_sigma to 0 for non-image data (train/run_data.rs); evaluation too.
+        let points = crate::data::toy2d::sample_dataset(crate::data::toy2d::Toy::EightGaussians, 8, 1);
+        let (x, _) = input_batch(&points, 0, 8, 0.03);
+        let (clean, _) = points.batch(&(0..8).collect::<Vec<_>>());
+        assert_eq!(f64::try_from((x - clean).abs().max()).unwrap(), 0.0, "2-D points were noised");
+        let images = crate::data::builtin::shapes(8, 1);
+        let (x, _) = input_batch(&images, 0, 8, 0.03);
+        let (clean, _) = images.batch(&(0..8).collect::<Vec<_>>());
+        let sd = f64::try_from((x - clean).std(true)).unwrap();
+        assert!((sd - 0.03).abs() < 0.005, "image noise std {sd}");
+    }
 }

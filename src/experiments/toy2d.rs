@@ -1,6 +1,6 @@
 //! Training methods validated where the truth is known (issue 5): each objective trains the
 //! mlp-2d energy on 2-D densities with closed-form log-densities (8gaussians, rings, checkerboard),
-//! through the library trainer with configs/toy2d-pcd.toml and the settings of [`recommended`];
+//! through the library trainer with configs/toy2d.toml and the settings of [`recommended`];
 //! then, on a grid (`eval::logz`), the model's exact log Z, the exact KL(data || model), the
 //! held-out log-likelihood of a fresh test sample and the truth's held-out log-likelihood, and a
 //! PNG of the true and learnt densities side by side.
@@ -15,7 +15,7 @@ use std::time::Instant;
 use tch::{Device, Kind};
 
 /// The base config: an MLP energy, batch 256, Adam at 1e-3, textbook SGLD of 20 steps.
-const BASE_CONFIG: &str = include_str!("../../configs/toy2d-pcd.toml");
+const BASE_CONFIG: &str = include_str!("../../configs/toy2d.toml");
 
 /// Every objective of the table, in order. `is-mle-adaptive` is `is-mle` with the adaptive proposal.
 pub const OBJECTIVES: [&str; 8] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive"];
@@ -24,7 +24,7 @@ pub const OBJECTIVES: [&str; 8] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-m
 pub const DENSITIES: [Toy; 3] = [Toy::EightGaussians, Toy::Rings, Toy::Checkerboard];
 
 /// The settings that work for each objective on these densities (config overrides applied over
-/// configs/toy2d-pcd.toml), in one place:
+/// configs/toy2d.toml), in one place:
 /// - `pcd`: the config's SGLD (20 textbook steps of 0.01), persistent chains never restarted;
 /// - `cd`: CD-10, 10 SGLD steps from the data batch;
 /// - `sm`, `ssm` (one projection): no parameter;
@@ -153,7 +153,7 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// The config of one training: configs/toy2d-pcd.toml, the recommended settings, the run size.
+/// The config of one training: configs/toy2d.toml, the recommended settings, the run size.
 pub fn config(objective: &str, toy: Toy, o: &Options) -> crate::Result<TrainConfig> {
     let mut sets: Vec<String> = recommended(objective)?.iter().map(|s| s.to_string()).collect();
     sets.extend([

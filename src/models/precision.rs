@@ -17,6 +17,29 @@
 use tch::{Device, Kind, Tensor};
 
 /// How conv and linear layers compute.
+/// How far a network computed in some precision may lie from the same network in float32, as
+/// relative errors |a - b| / |b| in the Euclidean norm over a batch: of the energies, and of the
+/// gradients (the input gradient dE/dx, all parameter gradients together). Defined here once;
+/// `bench --agreement` and tests/fast_mode.rs both check against [`Precision::tolerance`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Tolerance {
+    pub energy: f64,
+    pub grad: f64,
+}
+
+/// float32 on two devices: the same arithmetic in another order (reductions, cuDNN algorithms).
+pub const FLOAT32_TOLERANCE: Tolerance = Tolerance { energy: 1e-3, grad: 1e-3 };
+
+/// bf16 against float32. bf16 keeps 8 significant bits, so each conv/linear rounds its inputs and
+/// weights with relative error up to 2^-8 = 3.9e-3; errors of successive layers add, over the
+/// network's depth L (WRN-16: 13 conv/linear layers). The energy sees one pass: a random walk of
+/// L steps of 2^-8, sqrt(13) * 3.9e-3 = 1.4e-2, under 2e-2. Gradients flow back through the same
+/// layers in bf16 after the forward pass, 2L roundings, added up to 2 * 13 * 3.9e-3 = 1.0e-1 when
+/// they line up; at initialisation dE/dx = -sum_k softmax_k df_k/dx nearly cancels, which brings
+/// its relative error close to that bound (measured on the CPU: energies 2e-5, input gradients
+/// 5e-2 to 7e-2, parameter gradients 9e-3 to 2e-2). So 2e-2 on energies and 1e-1 on gradients.
+pub const BF16_TOLERANCE: Tolerance = Tolerance { energy: 2e-2, grad: 1e-1 };
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// Everything in float32.
@@ -27,6 +50,15 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The agreement with float32 this precision promises: [`FLOAT32_TOLERANCE`] or
+    /// [`BF16_TOLERANCE`].
+    pub fn tolerance(self) -> Tolerance {
+        match self {
+            Precision::Float32 => FLOAT32_TOLERANCE,
+            Precision::Bf16 { .. } => BF16_TOLERANCE,
+        }
+    }
+
     /// The fast mode's precision on `device`: bf16 everywhere, channels-last only on CUDA, where
     /// cuDNN's tensor-core kernels want NHWC. On the CPU the layout change is left out: the NHWC
     /// copies cost time there and oneDNN picks its own layouts (not measured to help).

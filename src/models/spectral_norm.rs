@@ -59,3 +59,35 @@ impl SpectralNorm {
         weight / self.sigma(weight)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn a_conv_weight_reshaped_as_the_wrn_does_is_normalised_to_spectral_norm_one() {
+        // A 3x3 conv weight [out, in, 3, 3], seen by the power iteration as [out, in*3*3] (as for
+        // every conv of the WRN and the ConvNet). Its largest singular value, computed
+        // independently of u and v (the SVD, and linalg_norm of order 2 over both dimensions:
+        // the matrix 2-norm), is 1 after normalisation.
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = Tensor::randn([32, 16, 3, 3], (Kind::Float, Device::Cpu)) * 0.1;
+        let sn = SpectralNorm::new(&vs.root(), &w);
+        for _ in 0..500 {
+            sn.power_iteration(&w);
+        }
+        let matrix = |t: &Tensor| t.view([32, 16 * 9]);
+        let top_singular = |t: &Tensor| matrix(t).svd(true, false).1.double_value(&[0]);
+        let top = top_singular(&w);
+        let est = sn.sigma(&w).double_value(&[]);
+        assert!((est - top).abs() / top < 1e-3, "power iteration {est} vs svd {top}");
+        let normalised = sn.normalised(&w, false);
+        assert_eq!(normalised.size(), w.size());
+        let s1 = matrix(&normalised).linalg_norm(2.0, [-2i64, -1].as_slice(), false, Kind::Float).double_value(&[]);
+        assert!((s1 - 1.0).abs() < 1e-3, "spectral norm of the normalised weight {s1}");
+        let sv = top_singular(&normalised);
+        assert!((sv - 1.0).abs() < 1e-3, "largest singular value of the normalised weight {sv}");
+    }
+}

@@ -82,6 +82,76 @@ mod tests {
         check("HMC", &x, rate, 0.6, 1.0);
     }
 
+    /// A two-component Gaussian mixture in 2-D: weights, means and covariances [[a, b], [b, c]].
+    const MIX_W: [f64; 2] = [0.3, 0.7];
+    const MIX_MU: [[f64; 2]; 2] = [[-1.0, 0.0], [1.0, 0.5]];
+    const MIX_S: [[f64; 3]; 2] = [[0.5, 0.2, 0.4], [0.4, -0.1, 0.3]];
+
+    /// E(x) = -log sum_k w_k N(x; mu_k, Sigma_k), up to the constant log(2 pi).
+    fn mixture(x: &Tensor) -> Tensor {
+        let terms: Vec<Tensor> = (0..2)
+            .map(|k| {
+                let [a, b, c] = MIX_S[k];
+                let det = a * c - b * b;
+                let d0 = x.select(1, 0) - MIX_MU[k][0];
+                let d1 = x.select(1, 1) - MIX_MU[k][1];
+                // d^T Sigma^-1 d with Sigma^-1 = [[c, -b], [-b, a]] / det.
+                let quad = (&d0 * &d0 * c - &d0 * &d1 * (2.0 * b) + &d1 * &d1 * a) / det;
+                quad * -0.5 + (MIX_W[k].ln() - 0.5 * det.ln())
+            })
+            .collect();
+        // log(e^t0 + e^t1) = max + log(1 + e^-|t0 - t1|), elementwise.
+        let (t0, t1) = (&terms[0], &terms[1]);
+        -(t0.maximum(t1) + (-(t0 - t1).abs()).exp().log1p())
+    }
+
+    /// The mixture's mean sum_k w_k mu_k and covariance sum_k w_k (Sigma_k + mu_k mu_k^T) - mu mu^T,
+    /// row-major.
+    fn mixture_moments() -> ([f64; 2], [f64; 4]) {
+        let mut m = [0.0; 2];
+        let mut second = [0.0; 4];
+        for k in 0..2 {
+            let [a, b, c] = MIX_S[k];
+            let mu = MIX_MU[k];
+            let sigma = [a, b, b, c];
+            for i in 0..2 {
+                m[i] += MIX_W[k] * mu[i];
+                for j in 0..2 {
+                    second[2 * i + j] += MIX_W[k] * (sigma[2 * i + j] + mu[i] * mu[j]);
+                }
+            }
+        }
+        let cov = [second[0] - m[0] * m[0], second[1] - m[0] * m[1], second[2] - m[1] * m[0], second[3] - m[1] * m[1]];
+        (m, cov)
+    }
+
+    #[test]
+    fn mala_and_hmc_sample_a_two_component_gaussian_mixture() {
+        // Not a Gaussian: two modes of unequal weight, so a sampler that finds one mode, or splits
+        // the chains by where they started rather than by weight, misses the mean and covariance.
+        // 4,000 independent chains; the mixture's variances are near 1, so standard errors are
+        // about 0.016 for means and 0.03 for (co)variances: allow four of them.
+        let (want_m, want_c) = mixture_moments();
+        eprintln!("mixture mean {want_m:?}, covariance {want_c:?}");
+        tch::manual_seed(5);
+        let x0 = Tensor::randn([4000, 2], (Kind::Float, Device::Cpu)) * 3.0;
+        let runs = [
+            ("MALA", Mala { step: 0.1 }.sample_with_rate(&mixture, &x0, 300)),
+            ("HMC", Hmc { step: 0.2, leapfrog: 10 }.sample_with_rate(&mixture, &x0, 50)),
+        ];
+        for (name, (x, rate)) in runs {
+            let (m, c) = moments(&x);
+            eprintln!("{name}: mean {m:?}, covariance {c:?}, acceptance {rate:.3}");
+            for (got, want) in m.iter().zip(want_m) {
+                assert!((got - want).abs() < 0.07, "{name} mean {m:?}, want {want_m:?}");
+            }
+            for (got, want) in c.iter().zip(want_c) {
+                assert!((got - want).abs() < 0.12, "{name} cov {c:?}, want {want_c:?}");
+            }
+            assert!(rate > 0.5, "{name} acceptance {rate}");
+        }
+    }
+
     #[test]
     fn a_too_large_step_is_rejected_not_divergent() {
         tch::manual_seed(0);

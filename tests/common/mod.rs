@@ -112,11 +112,11 @@ pub fn summary(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary")
 }
 
-/// Trains configs/toy2d-pcd.toml on the CPU (one thread, as the config says) into `dir/name`,
+/// Trains configs/toy2d.toml on the CPU (one thread, as the config says) into `dir/name`,
 /// with `--set` overrides; returns the run folder.
 pub fn train_toy2d(dir: &Path, name: &str, sets: &[&str]) -> PathBuf {
     let run = dir.join(name);
-    let cfg = repo_root().join("configs/toy2d-pcd.toml");
+    let cfg = repo_root().join("configs/toy2d.toml");
     let mut args = vec![
         "train".to_string(),
         "--config".into(),
