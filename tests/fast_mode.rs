@@ -22,6 +22,15 @@ const ENERGY_TOL: f64 = ebm::models::precision::BF16_TOLERANCE.energy;
 const GRAD_TOL: f64 = ebm::models::precision::BF16_TOLERANCE.grad;
 
 /// |a - b| / |b| (Frobenius norms).
+/// libtorch's generator is one per process and the tests of this file run on parallel threads:
+/// the tests that seed it and build weights from it take this lock, so one test's draws never
+/// interleave with another's.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded() -> std::sync::MutexGuard<'static, ()> {
+    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     let d = (a - b).to_kind(Kind::Double).norm().double_value(&[]);
     d / b.to_kind(Kind::Double).norm().double_value(&[]).max(1e-30)
@@ -42,6 +51,7 @@ fn convnet_sn_bn() -> ModelConfig {
 
 /// E(x) and dE/dx in float32 and in bf16 on the same network (the same var store) and inputs.
 fn energies_and_grads(cfg: &ModelConfig) -> [(Tensor, Tensor); 2] {
+    let _seeded = seeded();
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
     let mut net = EnergyNet::new(&vs.root(), cfg);
@@ -109,6 +119,7 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
 }
 
 fn check_training_step(model: &ModelConfig) {
+    let _seeded = seeded();
     let (g32, p32, b32) = one_jem_step(model, Precision::Float32);
     let (g16, p16, b16) = one_jem_step(model, BF16);
     let (mut agree, mut total, mut any_diff) = (0i64, 0i64, false);

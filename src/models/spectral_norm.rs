@@ -45,10 +45,12 @@ impl SpectralNorm {
         });
     }
 
-    /// sigma = u^T W v, differentiable in W.
+    /// sigma = u^T W v, differentiable in W. The graph keeps copies of u and v (as PyTorch does):
+    /// a later training pass of the same step (BatchNorm runs data and samples as separate passes)
+    /// advances the stored vectors in place, which must not reach this pass's backward.
     pub fn sigma(&self, weight: &Tensor) -> Tensor {
         let w = weight.view([weight.size()[0], -1]);
-        self.u.dot(&w.mv(&self.v))
+        self.u.copy().dot(&w.mv(&self.v.copy()))
     }
 
     /// The normalised weight; in training mode the power iteration advances first.
