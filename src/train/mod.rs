@@ -2,6 +2,7 @@
 //! [`run::Run`] is the loop around it (data, logging, validation, checkpoints, the divergence
 //! guard, exact resume); beside them the optimisers and schedule, checkpoints and metrics.
 pub mod checkpoint;
+pub mod fid_log;
 pub mod guard;
 pub mod metrics;
 pub mod optim;

@@ -6,6 +6,7 @@
 //! loader's batches are a pure function of (seed, epoch, index), so the random stream depends on
 //! the step alone; a checkpoint stores weights, optimiser moments, the buffer and the position.
 use super::checkpoint::{self, TrainState};
+use super::fid_log::FidLog;
 use super::guard;
 use super::metrics::MetricsLog;
 use super::optim::learning_rate;
@@ -79,6 +80,8 @@ pub struct Run<'a> {
     last_logs: Vec<(String, f64)>,
     last_ckpt: PathBuf,
     valid_acc: Option<f64>,
+    /// FID and KID every `train.fid_every` steps (None: off).
+    fid: Option<FidLog>,
 }
 
 impl<'a> Run<'a> {
@@ -108,6 +111,7 @@ impl<'a> Run<'a> {
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
         let mut trainer = Trainer::new(cfg, device, data.range)?;
+        let fid = FidLog::start(cfg, &data, device)?;
         let pos = match &resume_dir {
             Some(dir) => trainer.restore(dir)?,
             None => TrainState::default(),
@@ -151,6 +155,7 @@ impl<'a> Run<'a> {
             last_logs: Vec::new(),
             last_ckpt: resume_dir.unwrap_or_default(),
             valid_acc: None,
+            fid,
         };
         run.progress.say(run.describe());
         Ok(run)
@@ -176,6 +181,9 @@ impl<'a> Run<'a> {
                     let epoch_end = self.advance();
                     self.log(&terms, lr, grad_norm)?;
                     self.sample_grids(&terms)?;
+                    if let Some(f) = &self.fid {
+                        f.at_step(&self.trainer, self.cfg, &self.pos, self.total, &self.metrics, &self.progress)?;
+                    }
                     if epoch_end {
                         self.end_of_epoch()?;
                     }
