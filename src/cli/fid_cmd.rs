@@ -81,7 +81,7 @@ struct Scored {
 
 /// What is scored, loaded and checked before any image goes through the network.
 enum Source {
-    Checkpoint { m: Loaded, plan: draw::Plan },
+    Checkpoint { m: Box<Loaded>, plan: draw::Plan },
     Images { spec: String, ds: Dataset },
 }
 
@@ -117,7 +117,7 @@ fn open_checkpoint(a: &FidArgs, ckpt: &Path, device: tch::Device) -> anyhow::Res
         bail!("--n {n}: FID fits a covariance, which needs at least 2 samples");
     }
     let plan = draw::Plan::new(&model(&m), start, steps, range, n, labels)?;
-    Ok(Source::Checkpoint { m, plan })
+    Ok(Source::Checkpoint { m: Box::new(m), plan })
 }
 
 /// A data set as FID takes it: RGB images, at least two of the `n` used.
