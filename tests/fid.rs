@@ -176,12 +176,13 @@ fn checkpoint_samples_are_labelled_buffer_or_noise_and_training_logs_fid_without
     assert_eq!(losses(&a), losses(&b));
 
     let ckpt = with.to_str().unwrap();
-    let base = ["fid", "--ckpt", ckpt, "--ref", "synthetic:shapes:48", "--n", "16", "--device", "cpu"];
-    let buf = json_of(&[&base[..], &["--kid-subsets", "5"]].concat());
+    let base = ["fid", "--ckpt", ckpt, "--ref", "synthetic:shapes:48", "--device", "cpu", "--kid-subsets", "5"];
+    // From the buffer, by default all of its 64 chains, each once.
+    let buf = json_of(&base);
     assert_eq!(buf["samples"], "buffer (replay-buffer chains, 0 more steps)", "{buf}");
     assert_eq!(buf["ref_cached"], true, "the training run cached the reference: {buf}");
-    assert_eq!((buf["n"].as_u64(), buf["kid_subset_size"].as_u64()), (Some(16), Some(16)), "{buf}");
-    let noise = json_of(&[&base[..], &["--from", "noise", "--steps", "2", "--kid-subsets", "5"]].concat());
+    assert_eq!((buf["n"].as_u64(), buf["kid_subset_size"].as_u64()), (Some(64), Some(48)), "{buf}");
+    let noise = json_of(&[&base[..], &["--n", "16", "--from", "noise", "--steps", "2"]].concat());
     assert_eq!(noise["samples"], "noise (fresh chains, 2 steps)", "{noise}");
     assert!(noise["fid"].as_f64().unwrap() > 0.0 && noise["seconds_sampling"].as_f64().unwrap() > 0.0, "{noise}");
 }

@@ -22,8 +22,8 @@ pub struct FidArgs {
     /// The reference data set spec, e.g. folder:datasets/cifar10/train.
     #[arg(long = "ref")]
     pub reference: String,
-    /// Samples to draw (--ckpt; default 10000), or images of --images to use (default all;
-    /// fewer: a fixed random subset).
+    /// Samples to draw (--ckpt; default 10000, from the buffer at most its size), or images of
+    /// --images to use (default all; fewer: a fixed random subset).
     #[arg(long)]
     pub n: Option<usize>,
     /// Reference images to use (default all; fewer: a fixed random subset, the same every time).
@@ -112,9 +112,15 @@ fn open_checkpoint(a: &FidArgs, ckpt: &Path, device: tch::Device) -> anyhow::Res
         }
         None => None,
     };
-    let n = labels.as_ref().map_or(a.n.unwrap_or(10_000), Vec::len);
+    // From the buffer, by default all of it up to 10,000 chains, each once.
+    let rows = m.buffer.as_ref().filter(|_| start == draw::Start::Buffer).map(|b| b.size()[0] as usize);
+    let default_n = rows.map_or(10_000, |r| r.min(10_000));
+    let n = labels.as_ref().map_or(a.n.unwrap_or(default_n), Vec::len);
     if n < 2 {
         bail!("--n {n}: FID fits a covariance, which needs at least 2 samples");
+    }
+    if let Some(r) = rows.filter(|&r| n > r) {
+        eprintln!("note: {n} samples from a buffer of {r} chains: some chains are used more than once");
     }
     let plan = draw::Plan::new(&model(&m), start, steps, range, n, labels)?;
     Ok(Source::Checkpoint { m: Box::new(m), plan })
