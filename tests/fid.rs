@@ -213,6 +213,19 @@ fn bad_inputs_give_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.lines().count() == 1, "{err}");
     assert!(err.contains("default_1.pt") && err.contains("SHA-1") && err.contains("make setup"), "{err}");
+    // Training with FID on finds and checks the network before it writes anything.
+    let cfg = write_config(dir.path(), "tiny.toml", TINY_JEM);
+    let out_dir = dir.path().join("run");
+    let out = ebm()
+        .env("EBM_FID_NETWORK", &missing)
+        .args(["train", "--config", cfg.to_str().unwrap(), "--out", out_dir.to_str().unwrap()])
+        .args(["--set", "train.fid_every=2", "--quiet"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.lines().count() == 1, "{err}");
+    assert!(err.contains("train.fid_every") && err.contains("missing.pt") && err.contains("make setup"), "{err}");
+    assert!(!out_dir.exists(), "nothing written");
     // Wrong shapes reaching the network directly.
     let net = network();
     let e = net.features(&Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu))).unwrap_err().to_string();

@@ -107,11 +107,11 @@ impl<'a> Run<'a> {
         crate::models::fused::set_deterministic(cfg.train.deterministic);
         let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
         let data = RunData::load(cfg)?;
+        let fid = FidLog::start(cfg, &data, device)?;
         check_out_dir(&opts.out, resume_dir.is_some())?;
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
         let mut trainer = Trainer::new(cfg, device, data.range)?;
-        let fid = FidLog::start(cfg, &data, device)?;
         let pos = match &resume_dir {
             Some(dir) => trainer.restore(dir)?,
             None => TrainState::default(),
@@ -181,7 +181,7 @@ impl<'a> Run<'a> {
                     let epoch_end = self.advance();
                     self.log(&terms, lr, grad_norm)?;
                     self.sample_grids(&terms)?;
-                    if let Some(f) = &self.fid {
+                    if let Some(f) = &mut self.fid {
                         f.at_step(&self.trainer, self.cfg, &self.pos, self.total, &self.metrics, &self.progress)?;
                     }
                     if epoch_end {
