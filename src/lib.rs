@@ -3,8 +3,9 @@
 //! The layers, each importing only from those before it:
 //! [`config`] and [`device`] -> [`data`] -> [`models`] -> [`sampling`] (samplers, replay buffer,
 //! the chains objectives draw) -> [`objectives`] -> [`eval`] (measurements of a model: accuracy,
-//! calibration, OOD, log Z, grids and plots) -> [`train`] (the step and the loop; it uses `eval`
-//! for validation and sample grids) -> [`experiments`] and [`bench`], which build on training.
+//! calibration, OOD, log Z, FID and KID, grids and plots) -> [`train`] (the step and the loop; it
+//! uses `eval` for validation, sample grids and FID) -> [`experiments`] and [`bench`], which build
+//! on training.
 //! The `ebm` binary (src/main.rs, src/cli/) is a thin layer on top.
 pub mod bench;
 pub mod config;

@@ -5,6 +5,7 @@ mod data_cmd;
 mod download_cmd;
 mod eval_cmd;
 mod experiment_cmd;
+mod fid_cmd;
 mod logz_cmd;
 mod sample_cmd;
 #[cfg(test)]
@@ -39,6 +40,9 @@ pub enum Command {
     Calibrate(eval_cmd::CalibrateArgs),
     /// Out-of-distribution detection: AUROC, AUPR, FPR95 per OOD set and score; ROC plot; scores CSV.
     Ood(eval_cmd::OodArgs),
+    /// Sample quality: FID and KID (with its standard deviation over subsets) of a checkpoint's
+    /// samples, or of any image set, against a reference data set, with the standard Inception network.
+    Fid(fid_cmd::FidArgs),
     /// log Z of a checkpoint by annealed importance sampling, with its standard error (and the exact
     /// grid value for 2-D models); log-likelihoods of a data set.
     Logz(logz_cmd::LogzArgs),
@@ -86,5 +90,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calibrate(a) => eval_cmd::calibrate(a),
         Command::Ood(a) => eval_cmd::ood(a),
         Command::Logz(a) => logz_cmd::run(a),
+        Command::Fid(a) => fid_cmd::run(a),
     }
 }

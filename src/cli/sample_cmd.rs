@@ -1,7 +1,7 @@
 use super::args::Threads;
 use anyhow::{bail, Context};
-use ebm::sampling::buffer::uniform;
-use ebm::train::checkpoint::{self, Loaded, Weights};
+use ebm::eval::draw;
+use ebm::train::checkpoint::{self, Weights};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -71,37 +71,6 @@ fn out_format(out: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// The half-width of the chains' box and where it came from (see `--init-range`).
-fn chain_range(a: &SampleArgs, m: &Loaded) -> anyhow::Result<(f64, String)> {
-    if let Some(r) = a.init_range {
-        if !(r.is_finite() && r > 0.0) {
-            bail!("--init-range must be a positive number, not {r}");
-        }
-        return Ok((r, "--init-range".into()));
-    }
-    if m.net.input_shape().len() == 3 {
-        return Ok((1.0, "images".into()));
-    }
-    let spec = &m.config.data.spec;
-    let opts = ebm::data::LoadOptions { resize: m.config.data.resize, ..ebm::data::LoadOptions::default() };
-    let data_err = match ebm::data::load(spec, &opts) {
-        Ok(ds) if ds.shape == m.config.model.input_shape => {
-            return Ok((ds.chain_range(), format!("the training data {spec}")))
-        }
-        Ok(ds) => format!("its examples have shape {:?}", ds.shape),
-        Err(e) => format!("{e:#}"),
-    };
-    let (r, from) = match &m.buffer {
-        Some(buf) => {
-            let max = tch::no_grad(|| buf.abs().max().to_kind(Kind::Double).double_value(&[]));
-            (if max.is_finite() { max.max(1.0) } else { 1.0 }, "the replay buffer's extent")
-        }
-        None => (1.0, "the default, the checkpoint having no replay buffer"),
-    };
-    eprintln!("note: cannot recompute the chains' range from the training data {spec} ({data_err}); using {r:.4} from {from} (set --init-range to choose)");
-    Ok((r, from.into()))
-}
-
 /// Writes `x` as a float32 `.npy` of its shape.
 fn write_npy(x: &Tensor, path: &Path) -> anyhow::Result<()> {
     let x = x.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
@@ -114,37 +83,6 @@ fn write_npy(x: &Tensor, path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
     }
     ebm::data::npy::write(path, "<f4", &shape, &bytes)
-}
-
-/// The chains' starting points: stored chains of the checkpoint's buffer (of class `y` with a
-/// per-class buffer), or U(-range, range).
-fn starting_points(
-    a: &SampleArgs,
-    m: &Loaded,
-    y: Option<&Tensor>,
-    n: i64,
-    range: f64,
-    device: Device,
-) -> anyhow::Result<Tensor> {
-    Ok(match (&a.from[..], &m.buffer) {
-        ("buffer", Some(buf)) => {
-            let size = buf.size()[0];
-            let idx = match (y, m.config.buffer.per_class) {
-                (Some(y), true) => {
-                    let block = size / m.config.model.num_classes as i64;
-                    y * block + Tensor::randint(block, [n], (Kind::Int64, device))
-                }
-                _ => Tensor::randint(size, [n], (Kind::Int64, device)),
-            };
-            buf.index_select(0, &idx)
-        }
-        ("buffer", None) => bail!("{}: the checkpoint has no replay buffer; use --from noise", m.dir.display()),
-        _ => {
-            let mut dims = vec![n];
-            dims.extend(m.net.input_shape());
-            uniform(&dims, range, device)
-        }
-    })
 }
 
 /// Writes the samples `x` in `format` to `--out`; says what was written.
@@ -194,30 +132,34 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         );
     }
     a.threads.apply((!is_image).then_some(1));
-    let (range, range_from) = chain_range(&a, &m)?;
+    let model =
+        draw::Model { net: &m.net, config: &m.config, buffer: m.buffer.as_ref(), name: m.dir.display().to_string() };
+    let (range, range_from, note) = draw::chain_range(&model, a.init_range)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let steps = a.sgld_steps.unwrap_or(m.config.sampler.steps);
-    let sampler = ebm::sampling::from_config(&m.config.sampler, (-range, range));
-    let (n, y) = match a.per_class {
+    let labels = match a.per_class {
+        Some(k) if k <= 0 => bail!("--n and --per-class must be positive"),
         Some(k) => {
             if !m.config.model.is_conditional() {
                 bail!("{}: --per-class needs a classifier model", m.dir.display());
             }
-            let classes = m.config.model.num_classes as i64;
-            let y = Tensor::arange(classes, (Kind::Int64, device)).repeat_interleave_self_int(k, 0, None);
-            (classes * k, Some(y))
+            Some(draw::per_class_labels(m.config.model.num_classes, k as usize))
         }
-        None => (a.n, None),
+        None => None,
     };
+    let n = labels.as_ref().map_or(a.n, |l| l.len() as i64);
     if n <= 0 {
         bail!("--n and --per-class must be positive");
     }
-    let x0 = starting_points(&a, &m, y.as_ref(), n, range, device)?;
-    let chains = match &y {
-        None => sampler.sample(&|x: &Tensor| m.net.energy(x, false), &x0, steps),
-        Some(y) => sampler.sample(&|x: &Tensor| m.net.conditional_energy(x, y, false), &x0, steps),
-    };
+    let start = draw::Start::parse(&a.from)?;
+    let plan = draw::Plan::new(&model, start, steps, range, n as usize, labels)?;
+    let chains = draw::draw(&model, &plan, 0..plan.len(), device);
+    let y = plan.labels.as_ref().map(|l| Tensor::from_slice(l).to_device(device));
     let x = chains.x;
     let accepted = chains.acceptance.map(|a| format!(", acceptance rate {:.3}", a.double_value(&[])));
+    let sampler = ebm::sampling::from_config(&m.config.sampler, (-range, range));
     let title = format!("{n} samples: {steps} {} steps from {}", sampler.name(), a.from);
     let what = save(format, &x, y.as_ref(), is_image, &a, range, &title)?;
     let non_finite = tch::no_grad(|| x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]));

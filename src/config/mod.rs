@@ -115,6 +115,13 @@ impl TrainConfig {
         self.train.validate()?;
         self.guard.validate()?;
         self.ema.validate()?;
+        let shape = &self.model.input_shape;
+        if self.train.fid_every > 0 && (shape.len() != 3 || shape[0] != 3) {
+            bail!(
+                "key `train.fid_every` = {}: FID needs a model of RGB images (model.input_shape [3, H, W]), not {shape:?}; set it to 0",
+                self.train.fid_every
+            );
+        }
         if self.buffer.per_class && !self.model.is_conditional() {
             bail!("key `buffer.per_class` = true: needs a classifier head (model.head = \"classifier\")");
         }

@@ -17,6 +17,12 @@ pub struct LoopConfig {
     pub log_every: u64,
     /// Save a PNG sample grid every this many iterations (0: off).
     pub sample_every: u64,
+    /// FID and KID of the model's samples against the training data every this many iterations
+    /// and at the end, logged to metrics.jsonl (0: off; the Inception network is slow on a CPU).
+    pub fid_every: u64,
+    /// Samples per FID evaluation: replay-buffer chains as they stand (at most the buffer's
+    /// size), or fresh chains of `sgld.steps` for objectives without a buffer.
+    pub fid_samples: usize,
     /// Write a checkpoint every this many iterations (0: only at epoch ends and at the end).
     pub ckpt_every: u64,
     /// Step checkpoints kept besides `last` and `best`.
@@ -104,6 +110,8 @@ impl Default for LoopConfig {
             device: "auto".into(),
             log_every: 100,
             sample_every: 1000,
+            fid_every: 0,
+            fid_samples: 5000,
             ckpt_every: 1000,
             keep_checkpoints: 2,
             threads: 0,
@@ -125,6 +133,12 @@ impl LoopConfig {
         }
         if self.log_every == 0 {
             bail!("key `train.log_every` = 0: must be positive");
+        }
+        if self.fid_every > 0 && self.fid_samples < 2 {
+            bail!(
+                "key `train.fid_samples` = {}: FID fits a covariance, which needs at least 2 samples",
+                self.fid_samples
+            );
         }
         crate::device::parse_device_syntax(&self.device).context("key `train.device`")?;
         Ok(())

@@ -3,6 +3,7 @@
 //! guard, exact resume); beside them the optimisers and schedule, checkpoints and metrics.
 pub mod checkpoint;
 pub mod ema;
+pub mod fid_log;
 pub mod guard;
 pub mod metrics;
 pub mod optim;

@@ -6,6 +6,7 @@
 //! loader's batches are a pure function of (seed, epoch, index), so the random stream depends on
 //! the step alone; a checkpoint stores weights, optimiser moments, the buffer and the position.
 use super::checkpoint::{self, TrainState};
+use super::fid_log::FidLog;
 use super::guard;
 use super::metrics::MetricsLog;
 use super::optim::learning_rate;
@@ -81,6 +82,8 @@ pub struct Run<'a> {
     last_logs: Vec<(String, f64)>,
     last_ckpt: PathBuf,
     valid_acc: Option<f64>,
+    /// FID and KID every `train.fid_every` steps (None: off).
+    fid: Option<FidLog>,
 }
 
 impl<'a> Run<'a> {
@@ -106,6 +109,7 @@ impl<'a> Run<'a> {
         crate::models::fused::set_deterministic(cfg.train.deterministic);
         let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
         let data = RunData::load(cfg)?;
+        let fid = FidLog::start(cfg, &data, device)?;
         check_out_dir(&opts.out, resume_dir.is_some())?;
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
@@ -158,6 +162,7 @@ impl<'a> Run<'a> {
             last_logs: Vec::new(),
             last_ckpt: resume_dir.unwrap_or_default(),
             valid_acc: None,
+            fid,
         };
         run.progress.say(run.describe());
         Ok(run)
@@ -184,6 +189,9 @@ impl<'a> Run<'a> {
                     let epoch_end = self.advance();
                     self.log(&terms, lr, grad_norm)?;
                     self.sample_grids(&terms)?;
+                    if let Some(f) = &mut self.fid {
+                        f.at_step(&self.trainer, self.cfg, &self.pos, self.total, &self.metrics, &self.progress)?;
+                    }
                     if epoch_end {
                         self.end_of_epoch()?;
                     }
