@@ -34,25 +34,22 @@ fn the_successor_tricks_repeat_and_resume_exactly() {
         .any(|(n, t)| ema.iter().any(|(m, u)| n == m && t.requires_grad() == u.requires_grad() && !t.equal(u))));
 }
 
+/// `ebm eval` of checkpoint `ckpt` on a small test set, on the CPU, with `extra` flags.
+fn eval_args<'a>(ckpt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["eval", "--ckpt", ckpt, "--data", "synthetic:shapes:64:test", "--device", "cpu"];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// `--weights ema|raw|auto`: the average when asked (and by default when there is one), the
 /// trained weights when asked, one clear error when the checkpoint has no average.
 #[test]
 fn evaluation_picks_the_weight_average_or_the_raw_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (run, _) = train_tiny(dir.path(), "ema", &["--set", "ema.decay=0.9", "--set", "ema.warmup=0"]);
+    let run = run.to_str().unwrap();
     let eval = |w: &str| {
-        let out = ok(&[
-            "eval",
-            "--ckpt",
-            run.to_str().unwrap(),
-            "--data",
-            "synthetic:shapes:64:test",
-            "--device",
-            "cpu",
-            "--weights",
-            w,
-            "--json",
-        ]);
+        let out = ok(&eval_args(run, &["--weights", w, "--json"]));
         serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()
     };
     let (auto, ema, raw) = (eval("auto"), eval("ema"), eval("raw"));
@@ -62,28 +59,10 @@ fn evaluation_picks_the_weight_average_or_the_raw_weights() {
     assert_eq!(auto["mean_energy"], ema["mean_energy"]);
     assert_ne!(ema["mean_energy"], raw["mean_energy"], "a 0.9 average over 24 steps is not the last weights");
     let (plain, _) = train_tiny(dir.path(), "plain", &[]);
-    let e = fails(&[
-        "eval",
-        "--ckpt",
-        plain.to_str().unwrap(),
-        "--data",
-        "synthetic:shapes:64:test",
-        "--device",
-        "cpu",
-        "--weights",
-        "ema",
-    ]);
+    let plain = plain.to_str().unwrap();
+    let e = fails(&eval_args(plain, &["--weights", "ema"]));
     assert!(e.contains("no weight average") && e.contains("--weights raw"), "{e}");
-    let out = ok(&[
-        "eval",
-        "--ckpt",
-        plain.to_str().unwrap(),
-        "--data",
-        "synthetic:shapes:64:test",
-        "--device",
-        "cpu",
-        "--json",
-    ]);
+    let out = ok(&eval_args(plain, &["--json"]));
     assert!(out.contains("\"weights\":\"raw\""), "{out}");
 }
 
