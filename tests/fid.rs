@@ -234,7 +234,7 @@ fn bad_inputs_give_one_clear_error() {
     let e = fails(&[
         "train",
         "--config",
-        repo_root().join("configs/toy2d-pcd.toml").to_str().unwrap(),
+        repo_root().join("configs/toy2d.toml").to_str().unwrap(),
         "--out",
         dir.path().join("x").to_str().unwrap(),
         "--set",
