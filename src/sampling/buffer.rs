@@ -52,12 +52,12 @@ impl ReplayBuffer {
     /// per-class buffer from its block's class; otherwise classes in equal runs, as JEM++ fills).
     pub fn refill(&mut self, init: Rc<ChainInit>) {
         self.init = init;
-        self.data = self.fresh(&self.data.size(), &self.slot_classes());
+        self.reset();
     }
 
     /// Every slot restarted from the fresh-chain distribution (the guard's `reset_buffer`).
     pub fn reset(&mut self) {
-        self.data = self.fresh(&self.data.size(), &self.slot_classes());
+        self.data = self.init.sample(&self.data.size(), Some(&self.slot_classes()), self.data.device());
     }
 
     /// The class of every slot: its block's with per-class blocks, else equal runs of the
@@ -70,10 +70,6 @@ impl ReplayBuffer {
             (None, ChainInit::Uniform { .. }) => 1,
         };
         (Tensor::arange(size, (Kind::Int64, self.data.device())) * k).floor_divide_scalar(size)
-    }
-
-    fn fresh(&self, dims: &[i64], y: &Tensor) -> Tensor {
-        self.init.sample(dims, Some(y), self.data.device())
     }
 
     pub fn size(&self) -> i64 {

@@ -317,22 +317,31 @@ fn listed(path: &Path) -> crate::Result<Vec<(u64, PathBuf)>> {
 
 /// The newest valid checkpoint at step `max_step` or before (not rejected) under `path`.
 pub fn newest_at_most(path: &Path, max_step: u64) -> crate::Result<PathBuf> {
-    let found = listed(path)?;
-    let newest = found.into_iter().filter(|(s, _)| *s <= max_step).max_by_key(|(s, _)| *s);
-    match newest {
-        Some((_, p)) => Ok(p),
+    newest_of(listed(path)?, path, max_step).map(|(_, p)| p)
+}
+
+fn newest_of(found: Vec<(u64, PathBuf)>, path: &Path, max_step: u64) -> crate::Result<(u64, PathBuf)> {
+    match found.into_iter().filter(|(s, _)| *s <= max_step).max_by_key(|(s, _)| *s) {
+        Some(newest) => Ok(newest),
         None if max_step == u64::MAX => bail!("{}: holds no complete checkpoint", path.display()),
         None => bail!("{}: holds no complete checkpoint at step {max_step} or before", path.display()),
     }
 }
 
-/// Marks every checkpoint under `root` newer than `step` rejected, with `reason` (the divergence
-/// guard rolled back over them); returns how many.
-pub fn reject_newer(root: &Path, step: u64, reason: &str) -> usize {
-    let Ok(found) = listed(root) else { return 0 };
-    let newer: Vec<PathBuf> = found.into_iter().filter(|(s, _)| *s > step).map(|(_, p)| p).collect();
+/// The divergence guard's rollback target: the newest valid checkpoint at step `max_step` or
+/// before under `root`, with every newer one marked rejected (a `REJECTED` file holding `reason`).
+/// One listing (each checkpoint is verified once); nothing is marked when there is no target.
+pub fn roll_back_to(root: &Path, max_step: u64, reason: &str) -> crate::Result<PathBuf> {
+    let found = listed(root)?;
+    let newer: Vec<PathBuf> = found.iter().filter(|(s, _)| *s > max_step).map(|(_, p)| p.clone()).collect();
+    let (step, target) = newest_of(found, root, max_step)?;
     let note = format!("rolled back over by the divergence guard to step {step}: {reason}\n");
-    newer.iter().filter(|p| std::fs::write(p.join(REJECTED), &note).is_ok()).count()
+    for p in newer {
+        // A checkpoint newer than the target that cannot be marked stays resumable; the log says why
+        // the run rolled back, so only resuming the run folder would be affected.
+        let _ = std::fs::write(p.join(REJECTED), &note);
+    }
+    Ok(target)
 }
 
 /// Loads model weights into `vs`, checking that names and shapes match exactly first.
@@ -543,7 +552,7 @@ mod tests {
         let (s1, s5, s9) = (save_at(1), save_at(5), save_at(9));
         assert_eq!(resolve(dir.path()).unwrap(), s9);
         assert_eq!(newest_at_most(&root, 8).unwrap(), s5);
-        assert_eq!(reject_newer(&root, 5, "a test"), 1);
+        assert_eq!(roll_back_to(&root, 8, "a test").unwrap(), s5);
         assert!(std::fs::read_to_string(s9.join(REJECTED)).unwrap().contains("to step 5: a test"));
         assert_eq!(resolve(dir.path()).unwrap(), s5, "the run folder resumes from the last good checkpoint");
         assert_eq!(resolve(&s9).unwrap(), s9, "a rejected checkpoint named explicitly still opens");

@@ -10,7 +10,7 @@
 //! they are estimates belonging to the live weights, and averaging unit vectors would shrink them.
 //! Without the warm-up, d = 0.999 keeps ~37% of the random initialisation after 1,000 updates.
 use crate::config::EmaConfig;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
 
@@ -79,18 +79,8 @@ impl Ema {
 
     /// Reads an average written by [`Ema::save`]; every variable must be there with its shape.
     pub fn load(&mut self, path: &Path) -> crate::Result<()> {
-        let read: std::collections::BTreeMap<String, Tensor> =
-            super::tensor_file::read_tensors(path).context("cannot read the weight average")?.into_iter().collect();
-        for (name, _, avg, _) in &mut self.vars {
-            let Some(src) = read.get(name) else {
-                bail!("{}: no `{name}` (average of another model?)", path.display())
-            };
-            if src.size() != avg.size() {
-                bail!("{}: `{name}` has shape {:?}, the model needs {:?}", path.display(), src.size(), avg.size());
-            }
-            tch::no_grad(|| avg.copy_(src));
-        }
-        Ok(())
+        let dst = self.vars.iter_mut().map(|(name, _, avg, _)| (name.clone(), avg));
+        super::tensor_file::load_into(path, "weight average", dst)
     }
 
     /// Restarts the average at the live weights (a checkpoint without one was resumed).

@@ -1,7 +1,7 @@
 //! Adam and SGD with momentum written on tensors, so that their state (moments, step count) can be
 //! saved and restored exactly: tch's optimisers wrap C++ objects whose state cannot be read (tch-rs #360).
 use crate::config::{OptimConfig, OptimizerKind};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn::VarStore, Kind, Tensor};
@@ -124,21 +124,12 @@ impl Optimizer {
 
     /// Restores the moments saved by [`Optimizer::save`]; every parameter must be present with its shape.
     pub fn load(&mut self, path: &Path, t: u64) -> crate::Result<()> {
-        let read = super::tensor_file::read_tensors(path).context("cannot read optimiser state")?;
-        let read: BTreeMap<String, Tensor> = read.into_iter().collect();
         let names = self.slot_names();
-        for (name, st) in self.state.iter_mut() {
-            for (slot, dst) in names.iter().zip(st.iter_mut()) {
-                let key = format!("{slot}.{name}");
-                let Some(src) = read.get(&key) else {
-                    bail!("{}: no `{key}` (optimiser state of another model?)", path.display())
-                };
-                if src.size() != dst.size() {
-                    bail!("{}: `{key}` has shape {:?}, the model needs {:?}", path.display(), src.size(), dst.size());
-                }
-                tch::no_grad(|| dst.copy_(src));
-            }
-        }
+        let dst = self
+            .state
+            .iter_mut()
+            .flat_map(|(name, st)| names.iter().zip(st.iter_mut()).map(move |(slot, t)| (format!("{slot}.{name}"), t)));
+        super::tensor_file::load_into(path, "optimiser state", dst)?;
         self.t = t;
         Ok(())
     }

@@ -114,8 +114,10 @@ impl<'a> Run<'a> {
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
         let mut trainer = Trainer::new(cfg, device, data.range)?;
-        if cfg.buffer.init != crate::config::BufferInit::Uniform && trainer.negatives.is_some() {
-            trainer.set_chain_init(data.chain_init(cfg, device)?);
+        if trainer.negatives.is_some() {
+            if let Some(init) = data.chain_init(cfg, device)? {
+                trainer.set_chain_init(init);
+            }
         }
         let pos = match &resume_dir {
             Some(dir) => trainer.restore(dir)?,
@@ -299,11 +301,7 @@ impl<'a> Run<'a> {
     fn rollback(&mut self, reason: String, lookback: u64) -> crate::Result<()> {
         let g = &self.cfg.guard;
         let (step, epoch, rollbacks) = (self.pos.step, self.pos.epoch, self.pos.rollbacks);
-        let target = checkpoint::newest_at_most(&self.ckpt_root, step.saturating_sub(lookback));
-        if let Ok(t) = &target {
-            let target_step = checkpoint::read_manifest(t)?.state.step;
-            checkpoint::reject_newer(&self.ckpt_root, target_step, &reason);
-        }
+        let target = checkpoint::roll_back_to(&self.ckpt_root, step.saturating_sub(lookback), &reason);
         if guard::gives_up(g, rollbacks) {
             let tried = if g.enabled { format!(" after {rollbacks} rollbacks") } else { String::new() };
             let good = match target {

@@ -61,11 +61,12 @@ impl RunData {
         (start(&self.plan), self.px_plan.as_ref().map(start))
     }
 
-    /// Where fresh chains start under `buffer.init`: JEM++'s class Gaussians are fitted here, to the
-    /// training examples (not the validation ones), per class when the model classifies.
-    pub fn chain_init(&self, cfg: &TrainConfig, device: tch::Device) -> crate::Result<ChainInit> {
+    /// Where fresh chains start under `buffer.init`, when not uniform on the data's range (the
+    /// trainer's own default, so None): JEM++'s class Gaussians are fitted here, to the training
+    /// examples (not the validation ones), per class when the model classifies.
+    pub fn chain_init(&self, cfg: &TrainConfig, device: tch::Device) -> crate::Result<Option<ChainInit>> {
         Ok(match cfg.buffer.init {
-            BufferInit::Uniform => ChainInit::Uniform { range: self.range },
+            BufferInit::Uniform => None,
             BufferInit::ClassGaussian => {
                 let classes = cfg.model.is_conditional().then_some(cfg.model.num_classes);
                 let g = ClassGaussians::fit(
@@ -76,7 +77,7 @@ impl RunData {
                     self.range,
                     device,
                 )?;
-                ChainInit::ClassGaussians(g)
+                Some(ChainInit::ClassGaussians(g))
             }
         })
     }

@@ -1,6 +1,7 @@
 //! Named tensors in safetensors files: reading them (every checkpoint reader goes through
-//! [`parse_tensors`]) and their sizes. Shared by the checkpoint and the optimiser's state.
-use anyhow::Context;
+//! [`parse_tensors`]) and their sizes, and restoring named state from them ([`load_into`]). Shared
+//! by the checkpoint, the optimiser's state and the weight average.
+use anyhow::{bail, Context};
 use std::path::Path;
 use tch::Tensor;
 
@@ -27,4 +28,32 @@ pub fn parse_tensors(bytes: &[u8], path: &Path) -> crate::Result<Vec<(String, Te
 pub fn read_tensors(path: &Path) -> crate::Result<Vec<(String, Tensor)>> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     parse_tensors(&bytes, path)
+}
+
+/// Restores state from the safetensors file at `path`: each `(name, tensor)` of `dst` gets the
+/// file's tensor of that name. Every name and shape is checked before anything is copied, so a
+/// file of another model changes nothing; `what` names the contents in errors ("optimiser state").
+pub fn load_into<'a>(
+    path: &Path,
+    what: &str,
+    dst: impl IntoIterator<Item = (String, &'a mut Tensor)>,
+) -> crate::Result<()> {
+    let read: std::collections::BTreeMap<String, Tensor> =
+        read_tensors(path).with_context(|| format!("cannot read the {what}"))?.into_iter().collect();
+    let dst: Vec<(String, &mut Tensor)> = dst.into_iter().collect();
+    for (name, t) in &dst {
+        match read.get(name) {
+            None => bail!("{}: no `{name}` ({what} of another model?)", path.display()),
+            Some(src) if src.size() != t.size() => {
+                bail!("{}: `{name}` has shape {:?}, the model needs {:?}", path.display(), src.size(), t.size())
+            }
+            Some(_) => {}
+        }
+    }
+    tch::no_grad(|| {
+        for (name, t) in dst {
+            t.copy_(&read[&name]);
+        }
+    });
+    Ok(())
 }
