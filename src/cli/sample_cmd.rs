@@ -46,6 +46,21 @@ pub struct SampleArgs {
     /// Seed of libtorch's generator: starting points, chain noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With --per-class: an independent classifier checkpoint (trained with cross-entropy alone
+    /// on the same data) that judges the samples: the share it assigns to the class they were
+    /// drawn for (conditional sample accuracy), beside its accuracy on real images (--data).
+    #[arg(long, value_name = "CKPT")]
+    pub judge: Option<PathBuf>,
+    /// Real labelled images for --judge: the judge's accuracy on them and the sampled model's
+    /// mean energy of them, against its samples'. Default: the checkpoint's data.test_spec, else
+    /// its data.spec.
+    #[arg(long, value_name = "SPEC")]
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub resize: super::args::Resize,
+    /// Print one JSON object (what was written, and the judge's verdict) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `--out` asks for, by its extension.
@@ -149,6 +164,9 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if a.judge.is_some() && labels.is_none() {
+        bail!("--judge needs --per-class N: the judge checks that each class's samples are of that class");
+    }
     let n = labels.as_ref().map_or(a.n, |l| l.len() as i64);
     if n <= 0 {
         bail!("--n and --per-class must be positive");
@@ -164,7 +182,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let what = save(format, &x, y.as_ref(), is_image, &a, range, &title)?;
     let non_finite = tch::no_grad(|| x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]));
     let e = tch::no_grad(|| m.net.energy(&x, false).mean(Kind::Float).double_value(&[]));
-    println!(
+    let wrote = format!(
         "wrote {} samples ({} {} steps from {}, chains' range [-{range:.4}, {range:.4}] from {range_from}) as {what} to {}; mean energy {e:.4}{}{}",
         n,
         steps,
@@ -174,5 +192,68 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         accepted.unwrap_or_default(),
         if non_finite > 0 { format!("; {non_finite} values are not finite") } else { String::new() }
     );
+    let verdict = match (&a.judge, &y) {
+        (Some(judge), Some(y)) => Some(judge_samples(judge, &m, &x, y, &a, device)?),
+        _ => None,
+    };
+    if a.json {
+        let mut j = serde_json::json!({"out": a.out, "n": n, "steps": steps, "from": a.from, "mean_energy": e});
+        if let Some((v, real)) = &verdict {
+            j["judge"] = serde_json::to_value(v)?;
+            j["data"] = serde_json::to_value(real)?;
+        }
+        println!("{j}");
+        return Ok(());
+    }
+    println!("{wrote}");
+    if let Some((v, real)) = verdict {
+        println!("{}", describe_verdict(&v, &real, e));
+    }
     Ok(())
+}
+
+/// What the judge's verdict is measured against: the real images and the sampled model's mean
+/// energy of them.
+#[derive(Debug, serde::Serialize)]
+struct RealSet {
+    spec: String,
+    mean_energy: f64,
+    classes: Vec<String>,
+}
+
+/// The `--judge` checkpoint's verdict on per-class samples `x` drawn for `y`, and the real set.
+fn judge_samples(
+    judge: &Path,
+    m: &checkpoint::Loaded,
+    x: &Tensor,
+    y: &Tensor,
+    a: &SampleArgs,
+    device: Device,
+) -> anyhow::Result<(ebm::eval::judge::Verdict, RealSet)> {
+    let j = checkpoint::load_model_weights(judge, device, Weights::Auto).context("--judge")?;
+    let spec = a.data.clone().or_else(|| m.config.data.test_spec.clone()).unwrap_or_else(|| m.config.data.spec.clone());
+    let ds = ebm::data::load(&spec, &a.resize.options(m.config.data.resize))?;
+    let verdict = ebm::eval::judge::judge(&j.net, x, y, Some(&ds), j.config.data.noise_sigma, device)
+        .with_context(|| format!("--judge {}", judge.display()))?;
+    let out = ebm::eval::classify::run_model(&m.net, &ds, 256, device, m.config.data.noise_sigma)?;
+    Ok((verdict, RealSet { spec, mean_energy: f64::try_from(out.energy.mean(Kind::Double))?, classes: ds.classes }))
+}
+
+fn describe_verdict(v: &ebm::eval::judge::Verdict, real: &RealSet, e: f64) -> String {
+    let classes = &real.classes;
+    let per: Vec<String> = v
+        .per_class
+        .iter()
+        .enumerate()
+        .map(|(k, a)| format!("{} {:.0}%", classes.get(k).cloned().unwrap_or_else(|| k.to_string()), 100.0 * a))
+        .collect();
+    format!(
+        "conditional sample accuracy {:.1}% (chance {:.0}%; the judge's accuracy on {} is {:.1}%); per class: {}\nmean energy: samples {e:.4}, real images {:.4}",
+        100.0 * v.sample_accuracy,
+        100.0 * v.chance,
+        real.spec,
+        100.0 * v.judge_test_accuracy.unwrap_or(f64::NAN),
+        per.join(", "),
+        real.mean_energy
+    )
 }

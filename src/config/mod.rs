@@ -18,7 +18,7 @@ pub use buffer::{BufferConfig, BufferInit};
 pub use data::{DataConfig, PxBatch};
 pub use ema::EmaConfig;
 pub use guard::GuardConfig;
-pub use model::{Activation, Architecture, Head, ModelConfig, Norm};
+pub use model::{Activation, Architecture, Head, ModelConfig, Norm, Pool};
 pub use objective::{IsProposal, ObjectiveConfig};
 pub use optim::{OptimConfig, OptimizerKind};
 pub use overrides::{apply_override, json_to_toml};

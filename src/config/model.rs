@@ -25,6 +25,18 @@ pub enum Activation {
     Swish,
 }
 
+/// How the ConvNet turns its last feature map into the head's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pool {
+    /// Global average pooling: the energy is a function of the mean of local features (each sees
+    /// 13x13 pixels), blind to where they are.
+    Average,
+    /// The whole map flattened: the head weighs every feature at its position, so the energy can
+    /// depend on the image's global layout (a shape, not only its texture).
+    Flatten,
+}
+
 /// What the network's output means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +72,9 @@ pub struct ModelConfig {
     pub dropout: f64,
     #[serde(default)]
     pub spectral_norm: bool,
+    /// The ConvNet's pooling before the head (average, or flatten).
+    #[serde(default = "d_pool")]
+    pub pool: Pool,
     #[serde(default = "d_classes")]
     pub num_classes: usize,
     #[serde(default = "d_head")]
@@ -86,6 +101,9 @@ fn d_norm() -> Norm {
 }
 fn d_act() -> Activation {
     Activation::LeakyRelu
+}
+fn d_pool() -> Pool {
+    Pool::Average
 }
 fn d_classes() -> usize {
     10
@@ -121,6 +139,9 @@ impl ModelConfig {
             }
             _ => {}
         }
+        if self.pool == Pool::Flatten && self.arch != Architecture::Convnet {
+            bail!("model.pool = \"flatten\": only the ConvNet (model.arch = \"convnet\") has it; remove the key");
+        }
         if self.input_shape.contains(&0) {
             bail!("model.input_shape = {:?}: dimensions must be positive", self.input_shape);
         }
@@ -137,6 +158,7 @@ impl ModelConfig {
         let m = self;
         match m.arch {
             Architecture::Wrn => format!("WRN-{}-{}", m.depth, m.width),
+            Architecture::Convnet if m.pool == Pool::Flatten => format!("ConvNet-{}-flat", m.width),
             Architecture::Convnet => format!("ConvNet-{}", m.width),
             Architecture::Mlp => format!("MLP-{}x{}", m.layers, m.hidden),
         }

@@ -8,6 +8,7 @@ pub mod fid;
 pub mod frechet;
 pub mod grid;
 pub mod inception;
+pub mod judge;
 pub mod kid;
 pub mod logz;
 pub mod ood;

@@ -1,16 +1,20 @@
 //! A small ConvNet for fast tests and CPU demos: four 3x3 convolutions (two strided) with the
-//! configured activation, then global average pooling.
+//! configured activation, then global average pooling (`model.pool = "average"`) or the whole
+//! C x H/4 x W/4 map flattened (`"flatten"`). Each last-layer feature sees 13x13 pixels; averaged,
+//! the energy is a function of local texture statistics only, so its samples are textures;
+//! flattened, the head weighs each feature at its position and the energy can see a layout.
 use super::activation::activate;
 use super::layers::{Conv2d, WeightInit};
 use super::precision::Precision;
 use super::{Backbone, NormLayer};
-use crate::config::{Activation, ModelConfig};
+use crate::config::{Activation, ModelConfig, Pool};
 use tch::{nn, Tensor};
 
 #[derive(Debug)]
 pub struct ConvNet {
     convs: Vec<(Conv2d, NormLayer)>,
     act: Activation,
+    pool: Pool,
     out_dim: i64,
 }
 
@@ -29,7 +33,15 @@ impl ConvNet {
                 )
             })
             .collect();
-        ConvNet { convs, act: cfg.activation, out_dim: 4 * c }
+        let out_dim = match cfg.pool {
+            Pool::Average => 4 * c,
+            // Two stride-2 convolutions with padding 1: ceil(n / 2) twice.
+            Pool::Flatten => {
+                let quarter = |n: usize| n.div_ceil(2).div_ceil(2) as i64;
+                4 * c * quarter(cfg.input_shape[1]) * quarter(cfg.input_shape[2])
+            }
+        };
+        ConvNet { convs, act: cfg.activation, pool: cfg.pool, out_dim }
     }
 }
 
@@ -39,7 +51,10 @@ impl Backbone for ConvNet {
         for (conv, norm) in &self.convs {
             h = activate(&norm.forward(&conv.forward(&h, train, p), train), self.act);
         }
-        Precision::float(&h).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        match self.pool {
+            Pool::Average => Precision::float(&h).adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            Pool::Flatten => Precision::float(&h).flatten(1, -1),
+        }
     }
 
     fn out_dim(&self) -> i64 {

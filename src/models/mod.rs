@@ -158,6 +158,44 @@ mod tests {
         assert_eq!((n as f64 / 1e4).round() / 100.0, 36.47);
     }
 
+    /// With `pool = "flatten"` the head weighs every position of the C x H/4 x W/4 map (odd sizes
+    /// round up, as the padded stride-2 convolutions do), so moving a pattern changes the energy;
+    /// the pooled head sees C averages. Only the ConvNet has the key.
+    #[test]
+    fn a_flattened_convnet_head_sees_every_position() {
+        let mut cfg = ModelConfig::from_preset("convnet-small").unwrap();
+        cfg.width = 4;
+        cfg.activation = crate::config::Activation::Swish;
+        let pattern = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = pattern.narrow(2, 8, 4).narrow(3, 8, 4).fill_(1.0);
+        let moved = pattern.roll([4, 4], [2, 3]);
+        let mut energies = |pool| {
+            cfg.pool = pool;
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = EnergyNet::new(&vs.root(), &cfg);
+            let classes = vs.variables()["class_output.weight"].size();
+            (
+                classes,
+                f64::try_from(net.energy(&pattern, false)).unwrap(),
+                f64::try_from(net.energy(&moved, false)).unwrap(),
+            )
+        };
+        let (avg_w, _, _) = energies(crate::config::Pool::Average);
+        let (flat_w, f0, f1) = energies(crate::config::Pool::Flatten);
+        assert_eq!(avg_w, vec![10, 16]);
+        assert_eq!(flat_w, vec![10, 16 * 8 * 8]);
+        assert!((f0 - f1).abs() > 1e-4, "flatten: {f0} vs {f1}");
+        cfg.input_shape = vec![3, 30, 29];
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnergyNet::new(&vs.root(), &cfg);
+        assert_eq!(vs.variables()["class_output.weight"].size(), vec![10, 16 * 8 * 8]);
+        assert_eq!(net.energy(&Tensor::zeros([2, 3, 30, 29], (Kind::Float, Device::Cpu)), false).size(), vec![2]);
+        cfg.arch = crate::config::Architecture::Wrn;
+        cfg.depth = 10;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("model.pool") && e.contains("only the ConvNet"), "{e}");
+    }
+
     #[test]
     fn energy_is_minus_logsumexp_of_logits_and_names_are_pytorch_style() {
         let mut cfg = ModelConfig::from_preset("convnet-small").unwrap();
