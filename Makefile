@@ -1,6 +1,8 @@
 # The two commands of the README: `make test` and `make demo`. Each sets up what is missing.
 CARGO ?= cargo
 EBM := target/release/ebm
+# SGLD steps of the demo's fresh per-class chains (from uniform noise).
+DEMO_FRESH_STEPS ?= 200
 
 .PHONY: setup build test demo lint bench bench-compare gpu-smoke clean-demo fuzz
 
@@ -20,8 +22,14 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
+# The demo: an independent judge (a classifier trained with cross-entropy alone, under a minute),
+# then JEM with p(x) at full weight (a few minutes), then per-class samples from the replay buffer
+# and from fresh noise, each judged: the share the judge assigns to the class they were drawn for.
 demo: build
+	test -d checkpoints/demo-judge || $(EBM) train --config configs/demo-judge.toml --out checkpoints/demo-judge --quiet
 	$(EBM) train --config configs/demo.toml --out checkpoints/demo
+	$(EBM) sample --ckpt checkpoints/demo --per-class 20 --from buffer --judge checkpoints/demo-judge --out checkpoints/demo/samples/per-class-buffer.png
+	$(EBM) sample --ckpt checkpoints/demo --per-class 20 --from noise --sgld-steps $(DEMO_FRESH_STEPS) --judge checkpoints/demo-judge --out checkpoints/demo/samples/per-class-fresh.png
 
 # With no network given, ebm bench picks one that finishes on the device at hand (JEM's WRN-28-10
 # at batch 64 on CUDA, WRN-10-2 at batch 16 on the CPU) and says which; BENCH_ARGS adds flags.
@@ -44,7 +52,7 @@ bench-compare: build
 	$(EBM) bench --compare-pytorch --rounds $(ROUNDS) --device $(BENCH_DEVICE) --case sampler2d --points 1000 --sgld-steps 1000 --threads 1
 
 clean-demo:
-	rm -rf checkpoints/demo
+	rm -rf checkpoints/demo checkpoints/demo-judge
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain and `cargo install cargo-fuzz`).
 FUZZ_SECONDS ?= 60
