@@ -12,7 +12,7 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=csrc/ops.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys names the libtorch lib folder");
     compile_ops(Path::new(&lib));
@@ -40,9 +40,13 @@ fn compile_ops(lib: &Path) {
     cc::Build::new()
         .cpp(true)
         .file("csrc/ops.cpp")
+        .file("csrc/mlp_langevin.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .flag("-w")
+        // Arithmetic exactly as written (csrc/mlp_langevin.cpp mirrors the tensor ops' roundings).
+        .flag("-ffp-contract=off")
+        .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .compile("ebm_ops");
 }

@@ -3,6 +3,8 @@
 // Each function takes and returns tch's tensor handles (heap `at::Tensor*`, owned by the caller
 // and freed by tch's `at_free`), records autograd like any ATen call, and reports a C++
 // exception as a message (caller frees it with `ebm_free_error`) instead of unwinding into Rust.
+#include "shim.h"
+
 #include <ATen/Context.h>
 #include <ATen/Version.h>
 #include <ATen/core/Tensor.h>
@@ -16,14 +18,6 @@
 #include <exception>
 #include <string>
 
-namespace {
-char *copy_message(const char *what) {
-  const size_t n = std::strlen(what) + 1;
-  char *out = static_cast<char *>(std::malloc(n));
-  if (out != nullptr) std::memcpy(out, what, n);
-  return out;
-}
-}  // namespace
 
 extern "C" {
 
@@ -33,7 +27,7 @@ at::Tensor *ebm_leaky_relu(const at::Tensor *x, double slope, char **error) {
   try {
     return new at::Tensor(at::leaky_relu(*x, slope));
   } catch (const std::exception &e) {
-    *error = copy_message(e.what());
+    *error = ebm_copy_message(e.what());
     return nullptr;
   }
 }
@@ -52,14 +46,14 @@ char *ebm_libtorch_version(void) {
     if (at != std::string::npos) {
       const size_t start = at + key.size();
       const size_t end = config.find_first_of(", \n", start);
-      return copy_message(config.substr(start, end - start).c_str());
+      return ebm_copy_message(config.substr(start, end - start).c_str());
     }
   } catch (const std::exception &) {
   }
 #ifdef TORCH_VERSION
-  return copy_message(TORCH_VERSION);
+  return ebm_copy_message(TORCH_VERSION);
 #else
-  return copy_message("unknown");
+  return ebm_copy_message("unknown");
 #endif
 }
 

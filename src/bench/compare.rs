@@ -242,10 +242,9 @@ pub fn time_sampler(cfg: &TrainConfig, iters: usize, warmup: usize, device: Devi
     let mut dims = vec![cfg.data.batch_size as i64];
     dims.extend(net.input_shape());
     let x0 = Tensor::rand(dims.as_slice(), (Kind::Float, device)) * 2.0 - 1.0;
-    let energy = |x: &Tensor| net.energy(x, false);
     let steps = cfg.sampler.steps;
     let (times, diverged) = timed(iters, warmup, device, || {
-        let _ = sampler.sample(&energy, &x0, steps);
+        let _ = sampler.sample_energy(crate::sampling::Energy::Net(&net), &x0, steps);
         false
     });
     Ok(side_run(Case::Sampler2d, cfg, times, diverged, count_parameters(&vs), device, gpu))

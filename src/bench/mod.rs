@@ -172,11 +172,11 @@ pub fn train_iterations(cfg: &TrainConfig, iters: usize, warmup: usize, device: 
 fn sampler_rate(trainer: &Trainer, dims: &[i64], k: usize, device: Device) -> Option<f64> {
     let negatives = trainer.negatives.as_ref()?;
     let x0 = Tensor::rand(dims, (Kind::Float, device)) * 2.0 - 1.0;
-    let energy = |x: &Tensor| trainer.net.energy(x, false);
-    let _ = negatives.sampler.sample(&energy, &x0, 1);
+    let energy = crate::sampling::Energy::Net(&trainer.net);
+    let _ = negatives.sampler.sample_energy(energy, &x0, 1);
     sync(device);
     let t1 = Instant::now();
-    let s = negatives.sampler.sample(&energy, &x0, k);
+    let s = negatives.sampler.sample_energy(energy, &x0, k);
     let _ = s.x.sum(Kind::Float).double_value(&[]);
     Some(k as f64 / t1.elapsed().as_secs_f64())
 }

@@ -161,7 +161,7 @@ pub fn draw(model: &Model, plan: &Plan, which: Range<usize>, device: Device) -> 
     }
     let sampler = crate::sampling::from_config(&model.config.sampler, (-plan.range, plan.range));
     match &plan.labels {
-        None => sampler.sample(&|x: &Tensor| model.net.energy(x, false), &x0, plan.steps),
+        None => sampler.sample_energy(crate::sampling::Energy::Net(model.net), &x0, plan.steps),
         Some(l) => {
             let y = Tensor::from_slice(&l[which]).to_device(device);
             sampler.sample(&|x: &Tensor| model.net.conditional_energy(x, &y, false), &x0, plan.steps)

@@ -27,7 +27,7 @@ pub fn deterministic() -> bool {
 
 /// Turns the shim's (result, error) pair into a tensor, panicking with libtorch's message as tch's
 /// own infallible wrappers do.
-fn take(result: *mut C_tensor, error: *mut c_char, op: &str) -> Tensor {
+pub(crate) fn take(result: *mut C_tensor, error: *mut c_char, op: &str) -> Tensor {
     if result.is_null() {
         let msg = if error.is_null() {
             "unknown error".to_string()

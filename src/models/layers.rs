@@ -104,6 +104,12 @@ impl Linear {
         Linear { weight, bias }
     }
 
+    /// The weight (spectrally normalised when it is) and the bias as an evaluation pass uses them,
+    /// detached: what a hand-written pass of this layer multiplies by.
+    pub fn eval_parameters(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| (self.weight.get(false).detach(), self.bias.detach()))
+    }
+
     /// The affine map in precision `p` (its output is in `p`'s compute kind).
     pub fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
         p.input(x).linear(&p.weight(&self.weight.get(train)), Some(&p.bias(&self.bias)))

@@ -28,7 +28,28 @@ impl Mlp {
     }
 }
 
+/// The parameters of an MLP energy as an evaluation pass uses them (detached), for code that
+/// computes the network by hand (the fused Langevin sampler): hidden layers (W_l [H_l, H_{l-1}],
+/// b_l), the energy head (w [1, H], c [1]) and the activation; E(x) = -(a_L . w + c).
+#[derive(Debug)]
+pub struct MlpWeights {
+    pub layers: Vec<(Tensor, Tensor)>,
+    pub head: (Tensor, Tensor),
+    pub act: Activation,
+}
+
+impl Mlp {
+    /// The hidden layers' evaluation parameters and the activation.
+    pub fn eval_parameters(&self) -> (Vec<(Tensor, Tensor)>, Activation) {
+        (self.layers.iter().map(Linear::eval_parameters).collect(), self.act)
+    }
+}
+
 impl Backbone for Mlp {
+    fn as_mlp(&self) -> Option<&Mlp> {
+        Some(self)
+    }
+
     fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
         let mut h = x.shallow_clone();
         for l in &self.layers {

@@ -20,6 +20,10 @@ use tch::{nn, Tensor};
 pub trait Backbone: std::fmt::Debug {
     fn forward(&self, x: &Tensor, train: bool, p: Precision) -> Tensor;
     fn out_dim(&self) -> i64;
+    /// The MLP behind this backbone, if it is one.
+    fn as_mlp(&self) -> Option<&mlp::Mlp> {
+        None
+    }
 }
 
 /// Optional normalisation: none (JEM's default), BatchNorm (momentum 0.9 as JEM) or GroupNorm.
@@ -122,6 +126,19 @@ impl EnergyNet {
     /// E(x) [B].
     pub fn energy(&self, x: &Tensor, train: bool) -> Tensor {
         self.forward(x, train).energy
+    }
+
+    /// The parameters of this network as an evaluation pass uses them, when it is an MLP with an
+    /// energy head computing in float32 with at least one hidden layer (None otherwise): what
+    /// the fused Langevin sampler (`sampling::mlp_langevin`) runs on.
+    pub fn mlp_weights(&self) -> Option<mlp::MlpWeights> {
+        let mlp = self.backbone.as_mlp()?;
+        let head = self.energy_output.as_ref()?;
+        if self.precision != Precision::Float32 {
+            return None;
+        }
+        let (layers, act) = mlp.eval_parameters();
+        (!layers.is_empty()).then(|| mlp::MlpWeights { layers, head: head.eval_parameters(), act })
     }
 
     /// E(x|y) = -f(x)[y] [B], the class-conditional energy (JEM's p(x|y)).

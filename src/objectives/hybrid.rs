@@ -14,7 +14,7 @@
 use super::{no_check, Inputs, Objective, Registration, Terms};
 use crate::config::{Norm, TrainConfig};
 use crate::models::{EnergyNet, Output};
-use crate::sampling::{ChainUse, Negatives};
+use crate::sampling::{ChainUse, Energy, Negatives};
 use anyhow::bail;
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -110,14 +110,15 @@ impl Objective for Hybrid {
         let x_pos = batch.x_px.unwrap_or(x);
         let generative = self.px_weight > 0.0 || self.alpha > 0.0;
         // SGLD runs the network in evaluation mode (as JEM does).
-        let energy = |x: &Tensor| net.energy(x, false);
+        let energy = Energy::Net(net);
         let x_q = generative.then(|| match self.chains {
-            ChainUse::FromData => negatives.sample_from(&energy, x_pos),
-            _ => negatives.sample(&energy, x_pos.size()[0], None),
+            ChainUse::FromData => negatives.sample_from(energy, x_pos),
+            _ => negatives.sample(energy, x_pos.size()[0], None),
         });
         let x_qy = match (self.pxy_weight > 0.0, y) {
             (true, Some(y)) => {
-                Some(negatives.sample(&|x: &Tensor| net.conditional_energy(x, y, false), x.size()[0], Some(y)))
+                let conditional = |x: &Tensor| net.conditional_energy(x, y, false);
+                Some(negatives.sample(Energy::Fn(&conditional), x.size()[0], Some(y)))
             }
             _ => None,
         };

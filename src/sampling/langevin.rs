@@ -80,6 +80,18 @@ impl super::Sampler for Langevin {
     fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> super::Chains {
         super::Chains { x: self.run(energy, x0, steps), acceptance: None }
     }
+
+    /// A network that is an MLP energy runs fused ([`super::mlp_langevin`]: the same updates
+    /// and random stream, the gradient by hand); anything else through autograd.
+    fn sample_energy(&self, energy: super::Energy<'_>, x0: &Tensor, steps: usize) -> super::Chains {
+        match super::mlp_langevin::fused_weights(energy, x0) {
+            Some(m) => {
+                let x = super::mlp_langevin::run(&m, self, x0, steps, super::mlp_langevin::TILE);
+                super::Chains { x, acceptance: None }
+            }
+            None => super::sample_by_autograd(self, energy, x0, steps),
+        }
+    }
 }
 
 #[cfg(test)]

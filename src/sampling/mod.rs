@@ -9,6 +9,7 @@ pub mod init;
 pub mod langevin;
 pub mod mala;
 pub mod mh;
+pub mod mlp_langevin;
 pub mod negatives;
 
 pub use buffer::ReplayBuffer;
@@ -19,7 +20,17 @@ pub use mala::Mala;
 pub use negatives::{ChainSpace, ChainUse, Negatives};
 
 use crate::config::{SamplerConfig, SamplerKind};
+use crate::models::EnergyNet;
 use tch::Tensor;
+
+/// The energy a sampler draws from: any function of the chains, or a network's E(x) in
+/// evaluation mode (how the trainer and `ebm sample` run the network), which the Langevin sampler
+/// runs fused when the network is an MLP energy ([`mlp_langevin`]).
+#[derive(Clone, Copy)]
+pub enum Energy<'a> {
+    Net(&'a EnergyNet),
+    Fn(&'a dyn Fn(&Tensor) -> Tensor),
+}
 
 /// Samples of a chain sampler and, for the Metropolis-adjusted ones, the mean acceptance rate as
 /// a 0-d tensor (read on the host only when it is logged).
@@ -35,10 +46,23 @@ pub trait Sampler: std::fmt::Debug {
     /// Runs `steps` transitions from `x0`; the samples are detached.
     fn sample(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> Chains;
 
+    /// [`Sampler::sample`] of an [`Energy`]; samplers with a fused path for a network override it.
+    fn sample_energy(&self, energy: Energy<'_>, x0: &Tensor, steps: usize) -> Chains {
+        sample_by_autograd(self, energy, x0, steps)
+    }
+
     /// [`Sampler::sample`] with the acceptance rate read on the host (0 without an accept step).
     fn sample_with_rate(&self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor, steps: usize) -> (Tensor, f64) {
         let c = self.sample(energy, x0, steps);
         (c.x, c.acceptance.map_or(0.0, |a| a.double_value(&[])))
+    }
+}
+
+/// [`Sampler::sample`] of an [`Energy`], the network's energy as a function of x.
+pub fn sample_by_autograd<S: Sampler + ?Sized>(sampler: &S, energy: Energy<'_>, x0: &Tensor, steps: usize) -> Chains {
+    match energy {
+        Energy::Fn(f) => sampler.sample(f, x0, steps),
+        Energy::Net(net) => sampler.sample(&|x: &Tensor| net.energy(x, false), x0, steps),
     }
 }
 

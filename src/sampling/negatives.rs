@@ -7,7 +7,7 @@
 use crate::config::{BufferConfig, SamplerConfig};
 use crate::sampling::buffer::ReplayBuffer;
 use crate::sampling::init::ChainInit;
-use crate::sampling::Sampler;
+use crate::sampling::{Energy, Sampler};
 use std::rc::Rc;
 use tch::{Device, Tensor};
 
@@ -130,8 +130,8 @@ impl Negatives {
     }
 
     /// Runs the sampler for the configured number of steps, keeping its acceptance rate.
-    fn run(&mut self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor) -> Tensor {
-        let c = self.sampler.sample(energy, x0, self.steps);
+    fn run(&mut self, energy: Energy<'_>, x0: &Tensor) -> Tensor {
+        let c = self.sampler.sample_energy(energy, x0, self.steps);
         self.acceptance.extend(c.acceptance);
         c.x
     }
@@ -149,7 +149,7 @@ impl Negatives {
     /// `n` samples of p(x) (or of p(x|y) with E(x|y) = -f(x)[y] when `energy` is conditional),
     /// after the configured number of sampler steps, started from the buffer (slots of class `y`
     /// with a per-class buffer) or from fresh noise.
-    pub fn sample(&mut self, energy: &dyn Fn(&Tensor) -> Tensor, n: i64, y: Option<&Tensor>) -> Tensor {
+    pub fn sample(&mut self, energy: Energy<'_>, n: i64, y: Option<&Tensor>) -> Tensor {
         if let Some(x) = self.replayed() {
             return x;
         }
@@ -173,7 +173,7 @@ impl Negatives {
     }
 
     /// Samples after the configured sampler steps started at `x0` (CD-k's chains start at the data).
-    pub fn sample_from(&mut self, energy: &dyn Fn(&Tensor) -> Tensor, x0: &Tensor) -> Tensor {
+    pub fn sample_from(&mut self, energy: Energy<'_>, x0: &Tensor) -> Tensor {
         if let Some(x) = self.replayed() {
             return x;
         }

@@ -1,0 +1,261 @@
+// Langevin dynamics on the energy of an MLP, in one call: the input gradient written by hand
+// (no autograd graph), every buffer allocated once per call, the points in tiles small enough
+// that a tile's activations stay in cache through its forward and backward pass.
+//
+// The network (src/models/mlp.rs with an energy head): a_0 = x, for l = 1..L
+//   z_l = a_{l-1} W_l^T + b_l,  a_l = act(z_l);  E(x) = -(a_L . w + c).
+// Backpropagation of E to the input:
+//   dE/da_L = -w,  delta_l = dE/da_l * act'(z_l),  dE/da_{l-1} = delta_l W_l,  dE/dx = dE/da_0.
+// act is swish (SiLU), a = z s with s = sigmoid(z), whose derivative
+//   act'(z) = s + z s (1 - s) = s (1 + z (1 - s))
+// reuses the forward's sigmoid (no second transcendental; the formula of ATen's silu_backward),
+// or LeakyReLU(0.2), act'(z) = 1 for z > 0 else 0.2 (ATen's leaky_relu_backward).
+//
+// The update of the chains is src/sampling/langevin.rs's, operation for operation, in float32:
+//   jem:      x <- x - g * step;       x <- x + N(0, noise^2)
+//   textbook: x <- x - g * (step / 2); x <- x + N(0, step)
+//   igebm:    x <- x + N(0, noise^2);  x <- x - clamp(g, -c, c) * step
+// then the optional clamp. The noise of each step is drawn by one normal_ call on a tensor of the
+// chains' shape from libtorch's default generator, as the autograd path draws it, so the random
+// stream is the same. Compiled with -ffp-contract=off: no multiply-add is fused behind our back.
+#include "shim.h"
+
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sigmoid.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+enum Act { kSwish = 0, kLeakyRelu = 1 };
+enum Variant { kJem = 0, kIgebm = 1, kTextbook = 2 };
+
+// The weights of one MLP energy, float32, contiguous, detached.
+struct Mlp {
+  std::vector<at::Tensor> w;   // W_l [H_l, H_{l-1}]
+  std::vector<at::Tensor> wt;  // W_l^T (a view)
+  std::vector<at::Tensor> b;   // b_l [H_l]
+  at::Tensor head;             // w [H_L]
+  float head_bias = 0.0f;
+  int act = kSwish;
+};
+
+Mlp make_mlp(const at::Tensor *const *w, const at::Tensor *const *b, int64_t layers, const at::Tensor *head_w,
+             const at::Tensor *head_b, int act) {
+  TORCH_CHECK(layers >= 1, "an MLP energy needs at least one hidden layer");
+  TORCH_CHECK(act == kSwish || act == kLeakyRelu, "unknown activation ", act);
+  Mlp m;
+  m.act = act;
+  for (int64_t l = 0; l < layers; ++l) {
+    at::Tensor wl = w[l]->detach().contiguous();
+    TORCH_CHECK(wl.dim() == 2 && wl.scalar_type() == at::kFloat && wl.device().is_cpu(),
+                "layer ", l, ": a float32 CPU matrix is needed");
+    TORCH_CHECK(l == 0 || wl.size(1) == m.w.back().size(0), "layer ", l, ": input size mismatch");
+    m.wt.push_back(wl.t());
+    m.w.push_back(wl);
+    m.b.push_back(b[l]->detach().contiguous());
+  }
+  m.head = head_w->detach().contiguous().view({-1});
+  TORCH_CHECK(m.head.numel() == m.w.back().size(0), "the head's input size differs from the last layer's");
+  m.head_bias = head_b->detach().item<float>();
+  return m;
+}
+
+// Buffers for tiles of up to `rows` points: act'(z_l) of every layer, two activation buffers and
+// two gradient buffers of the widest layer.
+struct Scratch {
+  std::vector<at::Tensor> d;
+  at::Tensor a[2], g[2];
+  Scratch(const Mlp &m, int64_t rows) {
+    int64_t widest = 0;
+    for (const auto &w : m.w) {
+      d.push_back(at::empty({rows, w.size(0)}, w.options()));
+      widest = std::max(widest, w.size(0));
+    }
+    for (int i = 0; i < 2; ++i) {
+      a[i] = at::empty({rows, widest}, m.w[0].options());
+      g[i] = at::empty({rows, widest}, m.w[0].options());
+    }
+  }
+};
+
+// z <- act(z) in place, d <- act'(z) (d holds sigmoid(z) on entry for swish).
+void activate(int act, float *z, float *d, int64_t n) {
+  if (act == kSwish) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float zi = z[i], s = d[i];
+      z[i] = zi * s;
+      d[i] = s * (1.0f + zi * (1.0f - s));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float zi = z[i];
+      const bool pos = zi > 0.0f;
+      z[i] = pos ? zi : zi * 0.2f;
+      d[i] = pos ? 1.0f : 0.2f;
+    }
+  }
+}
+
+// dE/dx of the tile x [p, D] into gx [p, D]; E(x) into energy [p] when it is given.
+void tile_grad(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &gx, float *energy) {
+  const int64_t p = x.size(0), layers = static_cast<int64_t>(m.w.size());
+  at::Tensor in = x;
+  for (int64_t l = 0; l < layers; ++l) {
+    const int64_t h = m.w[l].size(0);
+    at::Tensor z = s.a[l % 2].narrow(1, 0, h).narrow(0, 0, p);
+    at::Tensor d = s.d[l].narrow(0, 0, p);
+    at::addmm_out(z, m.b[l], in, m.wt[l]);
+    at::sigmoid_out(d, z);
+    activate(m.act, z.data_ptr<float>(), d.data_ptr<float>(), p * h);
+    in = z;
+  }
+  const int64_t h = m.head.numel();
+  const float *w = m.head.data_ptr<float>();
+  if (energy != nullptr) {
+    const float *a = in.data_ptr<float>();
+    for (int64_t i = 0; i < p; ++i) {
+      float f = 0.0f;
+      for (int64_t j = 0; j < h; ++j) f += a[i * h + j] * w[j];
+      energy[i] = -(f + m.head_bias);
+    }
+  }
+  // delta_L = -w * act'(z_L), then back through the layers.
+  at::Tensor delta = s.g[0].narrow(1, 0, h).narrow(0, 0, p);
+  {
+    float *dl = delta.data_ptr<float>();
+    const float *dd = s.d[layers - 1].data_ptr<float>();
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < h; ++j) dl[i * h + j] = -w[j] * dd[i * h + j];
+  }
+  for (int64_t l = layers - 1; l >= 1; --l) {
+    const int64_t hin = m.w[l].size(1);
+    at::Tensor up = s.g[(layers - l) % 2].narrow(1, 0, hin).narrow(0, 0, p);
+    at::mm_out(up, delta, m.w[l]);
+    float *u = up.data_ptr<float>();
+    const float *dd = s.d[l - 1].data_ptr<float>();
+    for (int64_t i = 0; i < p * hin; ++i) u[i] *= dd[i];
+    delta = up;
+  }
+  at::mm_out(gx, delta, m.w[0]);
+}
+
+// dE/dx of all rows of x [N, D] into g [N, D], tile by tile.
+void grad_all(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &g, int64_t tile, float *energy) {
+  const int64_t n = x.size(0);
+  for (int64_t r = 0; r < n; r += tile) {
+    const int64_t p = std::min(tile, n - r);
+    at::Tensor gx = g.narrow(0, r, p);
+    tile_grad(m, s, x.narrow(0, r, p), gx, energy == nullptr ? nullptr : energy + r);
+  }
+}
+
+struct Update {
+  int variant;
+  double step, noise, clip;
+  bool clamp;
+  double lo, hi;
+};
+
+void axpy_sub(float *x, const float *g, float scale, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gs = g[i] * scale;
+    x[i] = x[i] - gs;
+  }
+}
+
+void add(float *x, const float *y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] + y[i];
+}
+
+void langevin(const Mlp &m, at::Tensor &x, int64_t steps, const Update &u, int64_t tile) {
+  const int64_t n = x.numel();
+  Scratch s(m, std::min(tile, x.size(0)));
+  at::Tensor g = at::empty_like(x), noise = at::empty_like(x);
+  float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *np = noise.data_ptr<float>();
+  const float lo = static_cast<float>(u.lo), hi = static_cast<float>(u.hi);
+  const float clip = static_cast<float>(u.clip);
+  for (int64_t k = 0; k < steps; ++k) {
+    switch (u.variant) {
+      case kJem:
+        grad_all(m, s, x, g, tile, nullptr);
+        axpy_sub(xp, gp, static_cast<float>(u.step), n);
+        noise.normal_(0.0, u.noise);
+        add(xp, np, n);
+        break;
+      case kTextbook:
+        grad_all(m, s, x, g, tile, nullptr);
+        axpy_sub(xp, gp, static_cast<float>(u.step / 2.0), n);
+        noise.normal_(0.0, std::sqrt(u.step));
+        add(xp, np, n);
+        break;
+      default:  // kIgebm
+        noise.normal_(0.0, u.noise);
+        add(xp, np, n);
+        grad_all(m, s, x, g, tile, nullptr);
+        for (int64_t i = 0; i < n; ++i) gp[i] = std::min(std::max(gp[i], -clip), clip);
+        axpy_sub(xp, gp, static_cast<float>(u.step), n);
+        break;
+    }
+    if (u.clamp)
+      for (int64_t i = 0; i < n; ++i) xp[i] = std::min(std::max(xp[i], lo), hi);
+  }
+}
+
+at::Tensor chains_copy(const at::Tensor *x0, const Mlp &m) {
+  TORCH_CHECK(x0->dim() == 2 && x0->size(1) == m.w[0].size(1), "the chains must be [N, ", m.w[0].size(1), "]");
+  TORCH_CHECK(x0->scalar_type() == at::kFloat && x0->device().is_cpu(), "the chains must be float32 on the CPU");
+  return x0->detach().clone(at::MemoryFormat::Contiguous);
+}
+
+}  // namespace
+
+extern "C" {
+
+// E(x) and dE/dx of the MLP energy at x [N, D], by the hand-written backward pass; returns the
+// gradient and sets *energy to a new tensor [N].
+at::Tensor *ebm_mlp_energy_grad(const at::Tensor *x0, const at::Tensor *const *w, const at::Tensor *const *b,
+                                int64_t layers, const at::Tensor *head_w, const at::Tensor *head_b, int act,
+                                int64_t tile, at::Tensor **energy, char **error) {
+  try {
+    at::NoGradGuard no_grad;
+    const Mlp m = make_mlp(w, b, layers, head_w, head_b, act);
+    at::Tensor x = chains_copy(x0, m);
+    TORCH_CHECK(tile >= 1, "tile must be positive");
+    Scratch s(m, std::min(tile, std::max<int64_t>(x.size(0), 1)));
+    at::Tensor g = at::empty_like(x), e = at::empty({x.size(0)}, x.options());
+    grad_all(m, s, x, g, tile, e.data_ptr<float>());
+    *energy = new at::Tensor(e);
+    return new at::Tensor(g);
+  } catch (const std::exception &e) {
+    *error = ebm_copy_message(e.what());
+    return nullptr;
+  }
+}
+
+// `steps` Langevin updates of the chains x0 [N, D] (a new tensor; x0 is left as it is).
+at::Tensor *ebm_mlp_langevin(const at::Tensor *x0, const at::Tensor *const *w, const at::Tensor *const *b,
+                             int64_t layers, const at::Tensor *head_w, const at::Tensor *head_b, int act,
+                             int variant, double step, double noise, double clip, int clamp, double lo, double hi,
+                             int64_t steps, int64_t tile, char **error) {
+  try {
+    at::NoGradGuard no_grad;
+    TORCH_CHECK(variant == kJem || variant == kIgebm || variant == kTextbook, "unknown variant ", variant);
+    TORCH_CHECK(tile >= 1 && steps >= 0, "tile must be positive and steps non-negative");
+    const Mlp m = make_mlp(w, b, layers, head_w, head_b, act);
+    at::Tensor x = chains_copy(x0, m);
+    if (x.size(0) > 0) langevin(m, x, steps, Update{variant, step, noise, clip, clamp != 0, lo, hi}, tile);
+    return new at::Tensor(x);
+  } catch (const std::exception &e) {
+    *error = ebm_copy_message(e.what());
+    return nullptr;
+  }
+}
+
+}  // extern "C"
