@@ -10,6 +10,7 @@ pub mod langevin;
 pub mod mala;
 pub mod mh;
 pub mod negatives;
+pub mod rbm_ais;
 
 pub use buffer::ReplayBuffer;
 pub use hmc::Hmc;
