@@ -152,7 +152,11 @@ fn kl(log_p: &Tensor, log_q: &Tensor) -> f64 {
 pub fn run(o: &Options, mut progress: impl FnMut(&Row)) -> crate::Result<Report> {
     let bs = BarsStripes { side: o.data.side, flip: o.data.flip };
     if bs.dim() > 20 {
-        bail!("--side {}: {} pixels; the exact KL enumerates all 2^V images, at most 20 pixels (side 4)", o.data.side, bs.dim());
+        bail!(
+            "--side {}: {} pixels; the exact KL enumerates all 2^V images, at most 20 pixels (side 4)",
+            o.data.side,
+            bs.dim()
+        );
     }
     if !(o.data.flip > 0.0 && o.data.flip < 0.5) {
         bail!("--flip {}: must be in (0, 0.5)", o.data.flip);
@@ -212,8 +216,18 @@ pub fn table(r: &Report) -> String {
     let mut s = format!(
         "bars-and-stripes {0}x{0}, flip {1}; {2} training and {3} held-out images; RBM with {4} hidden units, \
          {5} epochs, batch {6}, lr {7}, momentum {8}, weight decay {9}; AIS {10} chains x {11} temperatures\n",
-        o.data.side, o.data.flip, o.points, o.test_points, o.hidden, o.epochs, o.batch, o.lr, o.momentum,
-        o.weight_decay, o.ais_chains, o.ais_temps
+        o.data.side,
+        o.data.flip,
+        o.points,
+        o.test_points,
+        o.hidden,
+        o.epochs,
+        o.batch,
+        o.lr,
+        o.momentum,
+        o.weight_decay,
+        o.ais_chains,
+        o.ais_temps
     );
     s += &format!("truth: held-out LL {:.4} nats\n", r.truth_ll);
     s += &format!("independent Bernoulli: held-out LL {:.4}, KL {:.4}\n", r.independent_ll, r.independent_kl);
@@ -252,7 +266,13 @@ mod tests {
         eprintln!("{}", table(&r));
         for row in &r.rows {
             assert!(row.kl < 0.5 * r.independent_kl, "{} KL {} vs {}", row.method, row.kl, r.independent_kl);
-            assert!(row.held_out_ll > r.independent_ll + 1.5, "{} {} vs {}", row.method, row.held_out_ll, r.independent_ll);
+            assert!(
+                row.held_out_ll > r.independent_ll + 1.5,
+                "{} {} vs {}",
+                row.method,
+                row.held_out_ll,
+                r.independent_ll
+            );
             assert!(row.held_out_ll < r.truth_ll + 0.05, "{} beats the truth", row.method);
             assert!((row.ais.log_z - row.log_z).abs() < 4.0 * row.ais.std_err + 0.05, "{:?} vs {}", row.ais, row.log_z);
         }

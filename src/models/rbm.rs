@@ -98,7 +98,11 @@ impl Rbm {
         for states in all_states(n) {
             let t = if h <= v {
                 states.mv(&self.c)
-                    + (states.mm(&self.w.tr()) + &self.b).softplus().sum_dim_intlist([1].as_slice(), false, Kind::Double)
+                    + (states.mm(&self.w.tr()) + &self.b).softplus().sum_dim_intlist(
+                        [1].as_slice(),
+                        false,
+                        Kind::Double,
+                    )
             } else {
                 -self.free_energy(&states)
             };
@@ -165,7 +169,11 @@ mod tests {
         let data = Tensor::rand([10, 6], F64).round();
         let model = Tensor::rand([7, 6], F64).round();
         let g = r.gradient(&data, &model);
-        let p = [r.w.copy().set_requires_grad(true), r.b.copy().set_requires_grad(true), r.c.copy().set_requires_grad(true)];
+        let p = [
+            r.w.copy().set_requires_grad(true),
+            r.b.copy().set_requires_grad(true),
+            r.c.copy().set_requires_grad(true),
+        ];
         let ra = Rbm { w: p[0].shallow_clone(), b: p[1].shallow_clone(), c: p[2].shallow_clone() };
         let obj = ra.free_energy(&model).mean(Kind::Double) - ra.free_energy(&data).mean(Kind::Double);
         let auto = Tensor::run_backward(&[obj], &p, false, false);
