@@ -145,7 +145,7 @@ impl Objective for LearnedSampler {
         let (e_pos, e_neg) = (e.narrow(0, 0, b), e.narrow(0, b, b));
         let mut loss = e_pos.mean(Kind::Float) - e_neg.mean(Kind::Float);
         if self.alpha > 0.0 {
-            loss = loss + (e_pos.square() + e_neg.square()).mean(Kind::Float) * self.alpha;
+            loss += (e_pos.square() + e_neg.square()).mean(Kind::Float) * self.alpha;
         }
         // The sampler's part: grad_x E(x) (no theta-gradient) plus the posterior score estimate.
         let xr = x.detach().set_requires_grad(true);
@@ -173,7 +173,7 @@ impl Objective for LearnedSampler {
         if let Some(acc) = self.pending.borrow_mut().take() {
             tch::no_grad(|| {
                 let mut step = self.step.shallow_clone();
-                let _ = step.copy_(&(&self.step * (acc - 0.57).exp()).clamp(1e-6, 1.0));
+                step.copy_(&(&self.step * (acc - 0.57).exp()).clamp(1e-6, 1.0));
             });
         }
     }
