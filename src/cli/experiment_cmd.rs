@@ -1,7 +1,7 @@
 //! `ebm experiment`: reproductions where the truth is known.
 use super::args::Threads;
 use ebm::experiments::is_mle::{self, Proposal};
-use ebm::experiments::toy2d;
+use ebm::experiments::{rbm, toy2d};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -13,11 +13,60 @@ pub enum Experiment {
     /// then the exact log Z, KL(data || model), held-out log-likelihood against the truth's, and a
     /// PNG of true and learnt densities per (objective, density).
     Toy2d(Toy2dArgs),
+    /// A binary RBM trained by CD-k and PCD on noisy bars-and-stripes: exact log Z, held-out
+    /// log-likelihood and KL(data || model) against the truth and an independent-Bernoulli
+    /// baseline, and AIS's log Z beside the exact one.
+    Rbm(RbmArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RbmArgs {
+    /// Image side of bars-and-stripes (side^2 visible units, at most 20: side 4).
+    #[arg(long, default_value_t = 4)]
+    pub side: usize,
+    /// Probability that each pixel of a pattern is flipped.
+    #[arg(long, default_value_t = 0.05)]
+    pub flip: f64,
+    /// Hidden units.
+    #[arg(long, default_value_t = 16)]
+    pub hidden: usize,
+    /// Training images.
+    #[arg(long, default_value_t = 2000)]
+    pub points: usize,
+    /// Held-out images.
+    #[arg(long, default_value_t = 5000)]
+    pub test_points: usize,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Images per update (and PCD's persistent chains).
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    /// Learning rate of the gradient ascent.
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f64,
+    /// Block Gibbs sweeps per update (CD-k; PCD's chains advance as many).
+    #[arg(long, default_value_t = 1)]
+    pub k: usize,
+    /// AIS chains.
+    #[arg(long, default_value_t = 100)]
+    pub ais_chains: usize,
+    /// AIS inverse temperatures (linearly spaced in [0, 1]).
+    #[arg(long, default_value_t = 10_000)]
+    pub ais_temps: usize,
+    /// Seed of the data and the training.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub threads: Threads,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct Toy2dArgs {
-    /// pcd, cd, sm, ssm, dsm, nce, is-mle, is-mle-adaptive or all.
+    /// pcd, cd, sm, ssm, dsm, nce, is-mle, is-mle-adaptive, mpf, learned-sampler or all.
     #[arg(long, default_value = "all")]
     pub objective: String,
     /// 8gaussians, rings, checkerboard or all.
@@ -70,7 +119,41 @@ pub fn run(e: Experiment) -> anyhow::Result<()> {
     match e {
         Experiment::IsMle(a) => is_mle_cmd(a),
         Experiment::Toy2d(a) => toy2d_cmd(a),
+        Experiment::Rbm(a) => rbm_cmd(a),
     }
+}
+
+fn rbm_cmd(a: RbmArgs) -> anyhow::Result<()> {
+    a.threads.apply(Some(1));
+    let o = rbm::Options {
+        data: rbm::BarsStripesSpec { side: a.side, flip: a.flip },
+        hidden: a.hidden,
+        points: a.points,
+        test_points: a.test_points,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        k: a.k,
+        ais_chains: a.ais_chains,
+        ais_temps: a.ais_temps,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let json = a.json;
+    let r = rbm::run(&o, |row| {
+        if !json {
+            eprintln!(
+                "{}: held-out LL {:.4}, KL {:.4}, {:.1} s",
+                row.method, row.held_out_ll, row.kl, row.train_seconds
+            );
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", rbm::table(&r));
+    }
+    Ok(())
 }
 
 fn toy2d_cmd(a: Toy2dArgs) -> anyhow::Result<()> {

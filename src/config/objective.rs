@@ -34,6 +34,16 @@ pub struct ObjectiveConfig {
     pub is_adapt_rate: f64,
     /// Adaptive proposal: floor on each dimension's standard deviation.
     pub is_min_std: f64,
+    /// Minimum probability flow: std of the Gaussian connectivity (how far each data point's
+    /// neighbour lies).
+    pub mpf_sigma: f64,
+    /// Learned sampler x = g(z) + gen_sigma eps: latent size, hidden width of the generator MLP,
+    /// output noise std, and the MALA steps (count, size) on p(z|x) of its entropy gradient.
+    pub gen_latent: usize,
+    pub gen_hidden: usize,
+    pub gen_sigma: f64,
+    pub gen_posterior_steps: usize,
+    pub gen_posterior_step: f64,
 }
 
 /// The proposal of the `is-mle` objective.
@@ -63,6 +73,12 @@ impl Default for ObjectiveConfig {
             is_proposal: IsProposal::Fixed,
             is_adapt_rate: 0.1,
             is_min_std: 0.05,
+            mpf_sigma: 0.1,
+            gen_latent: 2,
+            gen_hidden: 128,
+            gen_sigma: 0.1,
+            gen_posterior_steps: 5,
+            gen_posterior_step: 0.01,
         }
     }
 }
@@ -85,6 +101,16 @@ impl ObjectiveConfig {
             bail!("key `objective.is_adapt_rate` = {}: must be in (0, 1]", self.is_adapt_rate);
         }
         positive(self.is_min_std, "objective.is_min_std")?;
+        positive(self.mpf_sigma, "objective.mpf_sigma")?;
+        positive(self.gen_sigma, "objective.gen_sigma")?;
+        positive(self.gen_posterior_step, "objective.gen_posterior_step")?;
+        if self.gen_latent == 0 || self.gen_hidden == 0 {
+            bail!(
+                "keys `objective.gen_latent` and `objective.gen_hidden` must be positive (got {}, {})",
+                self.gen_latent,
+                self.gen_hidden
+            );
+        }
         if self.is_samples == 0 {
             bail!("key `objective.is_samples` = 0: must be positive");
         }

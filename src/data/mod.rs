@@ -1,6 +1,7 @@
 //! Data sets: every spec (`cifar10:DIR`, `svhn:DIR`, `folder:DIR`, `npy:...`, built-ins) resolves to one
 //! in-memory [`Dataset`]; [`loader`] batches, shuffles and augments it off the training thread.
 pub mod augment;
+pub mod bars_stripes;
 pub mod builtin;
 pub mod cache;
 pub mod cifar;

@@ -8,6 +8,7 @@ pub mod fused;
 pub mod layers;
 pub mod mlp;
 pub mod precision;
+pub mod rbm;
 pub mod spectral_norm;
 pub mod wrn;
 

@@ -8,6 +8,8 @@
 //! to the objectives that draw no model samples.
 pub mod hybrid;
 pub mod is_mle;
+pub mod learned_sampler;
+pub mod mpf;
 pub mod nce;
 pub mod score_matching;
 
@@ -83,6 +85,8 @@ pub const REGISTRY: &[Registration] = &[
     score_matching::SSM,
     nce::REGISTRATION,
     is_mle::REGISTRATION,
+    mpf::REGISTRATION,
+    learned_sampler::REGISTRATION,
 ];
 
 /// The registered objective called `name`, or an error naming the key and the choices.
@@ -143,6 +147,8 @@ mod tests {
             ("dsm", None),
             ("nce", None),
             ("is-mle", None),
+            ("mpf", None),
+            ("learned-sampler", None),
         ];
         for (name, want) in expect {
             let cfg = config(name, &[]);

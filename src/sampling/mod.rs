@@ -11,6 +11,7 @@ pub mod mala;
 pub mod mh;
 pub mod mlp_langevin;
 pub mod negatives;
+pub mod rbm_ais;
 
 pub use buffer::ReplayBuffer;
 pub use hmc::Hmc;
