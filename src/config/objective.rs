@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectiveConfig {
     /// The objective, by its registered name (`objectives::REGISTRY`: jem, igebm, pcd, cd, sm,
-    /// dsm, ssm, nce, is-mle); checked, with the objective's own requirements, when training starts.
+    /// dsm, ssm, nce, is-mle, ksd); checked, with the objective's own requirements, when training starts.
     pub name: String,
     /// Weight of the cross-entropy (p(y|x)) term.
     pub ce_weight: f64,
@@ -34,6 +34,8 @@ pub struct ObjectiveConfig {
     pub is_adapt_rate: f64,
     /// Adaptive proposal: floor on each dimension's standard deviation.
     pub is_min_std: f64,
+    /// Kernel Stein discrepancy (`ksd`): the RBF bandwidth h; 0 = the median heuristic on each batch.
+    pub ksd_bandwidth: f64,
 }
 
 /// The proposal of the `is-mle` objective.
@@ -63,6 +65,7 @@ impl Default for ObjectiveConfig {
             is_proposal: IsProposal::Fixed,
             is_adapt_rate: 0.1,
             is_min_std: 0.05,
+            ksd_bandwidth: 0.0,
         }
     }
 }
@@ -85,6 +88,7 @@ impl ObjectiveConfig {
             bail!("key `objective.is_adapt_rate` = {}: must be in (0, 1]", self.is_adapt_rate);
         }
         positive(self.is_min_std, "objective.is_min_std")?;
+        non_negative(self.ksd_bandwidth, "objective.ksd_bandwidth")?;
         if self.is_samples == 0 {
             bail!("key `objective.is_samples` = 0: must be positive");
         }

@@ -18,7 +18,7 @@ use tch::{Device, Kind};
 const BASE_CONFIG: &str = include_str!("../../configs/toy2d.toml");
 
 /// Every objective of the table, in order. `is-mle-adaptive` is `is-mle` with the adaptive proposal.
-pub const OBJECTIVES: [&str; 8] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive"];
+pub const OBJECTIVES: [&str; 9] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive", "ksd"];
 
 /// The densities with an exact log-density.
 pub const DENSITIES: [Toy; 3] = [Toy::EightGaussians, Toy::Rings, Toy::Checkerboard];
@@ -42,6 +42,7 @@ pub fn recommended(objective: &str) -> crate::Result<&'static [&'static str]> {
         "dsm" => &["objective.name=\"dsm\"", "objective.dsm_sigma=0.1"],
         "nce" => &["objective.name=\"nce\"", "objective.nce_noise_std=2.5"],
         "is-mle" => &["objective.name=\"is-mle\"", "objective.is_proposal_std=2.5"],
+        "ksd" => &["objective.name=\"ksd\""],
         "is-mle-adaptive" => &[
             "objective.name=\"is-mle\"",
             "objective.is_proposal=\"adaptive\"",

@@ -8,6 +8,7 @@
 //! to the objectives that draw no model samples.
 pub mod hybrid;
 pub mod is_mle;
+pub mod ksd;
 pub mod nce;
 pub mod score_matching;
 
@@ -83,6 +84,7 @@ pub const REGISTRY: &[Registration] = &[
     score_matching::SSM,
     nce::REGISTRATION,
     is_mle::REGISTRATION,
+    ksd::REGISTRATION,
 ];
 
 /// The registered objective called `name`, or an error naming the key and the choices.
@@ -143,6 +145,7 @@ mod tests {
             ("dsm", None),
             ("nce", None),
             ("is-mle", None),
+            ("ksd", None),
         ];
         for (name, want) in expect {
             let cfg = config(name, &[]);
