@@ -268,7 +268,7 @@ ckpt_every = 0
 
 /// KL(data || model) in nats of the `ebm experiment toy2d` table (3 epochs of 20,000 points, seed
 /// 1), as measured on 2026-11-23 (README): 8gaussians, rings, checkerboard.
-const TOY2D_SEEN: [(&str, [f64; 3]); 8] = [
+const TOY2D_SEEN: [(&str, [f64; 3]); 9] = [
     ("pcd", [0.406, 0.977, 1.318]),
     ("cd", [0.132, 1.000, 0.681]),
     ("sm", [0.085, 1.195, 0.688]),
@@ -277,6 +277,8 @@ const TOY2D_SEEN: [(&str, [f64; 3]); 8] = [
     ("nce", [0.102, 0.952, 0.497]),
     ("is-mle", [0.142, 0.939, 0.455]),
     ("is-mle-adaptive", [0.084, 0.927, 0.461]),
+    // Measured on 2026-12-02 (`ebm experiment toy2d --objective ksd`, bandwidth 0.3).
+    ("ksd", [0.318, 1.286, 0.679]),
 ];
 
 #[test]
@@ -288,7 +290,7 @@ fn every_objective_learns_every_toy_density_within_its_stated_kl() {
     let out = ok(&["experiment", "toy2d", "--test-points", "5000", "--out", dir.path().to_str().unwrap(), "--json"]);
     let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let rows = r["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 8 * 3);
+    assert_eq!(rows.len(), TOY2D_SEEN.len() * 3);
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
     for (k, toy) in ebm::experiments::toy2d::DENSITIES.iter().enumerate() {
         let truth = &r["truths"][k];

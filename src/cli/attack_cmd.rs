@@ -66,7 +66,13 @@ fn attack_all(a: &AttackArgs, norm: Norm) -> anyhow::Result<(Curve, String)> {
     let refine: Option<&dyn Fn(&Tensor) -> Tensor> = (a.sgld_steps > 0).then_some(&refine as _);
     let mut curve = Vec::new();
     for &eps in &a.eps {
-        let p = Pgd { norm, eps, steps: a.steps, step_size: a.step_size.unwrap_or(2.5 * eps / a.steps.max(1) as f64), clamp };
+        let p = Pgd {
+            norm,
+            eps,
+            steps: a.steps,
+            step_size: a.step_size.unwrap_or(2.5 * eps / a.steps.max(1) as f64),
+            clamp,
+        };
         if eps > 0.0 {
             p.check()?;
         }
@@ -74,7 +80,8 @@ fn attack_all(a: &AttackArgs, norm: Norm) -> anyhow::Result<(Curve, String)> {
         for start in (0..n).step_by(a.common.eval_batch) {
             let end = (start + a.common.eval_batch).min(n);
             let (x, y) = classify::input_batch(&ds, start, end, m.config.data.noise_sigma);
-            let (c, r) = attack::attack_batch(&logits, refine, &x.to_device(device), &y.expect("labels").to_device(device), &p);
+            let (c, r) =
+                attack::attack_batch(&logits, refine, &x.to_device(device), &y.expect("labels").to_device(device), &p);
             clean += c;
             robust += r;
         }
@@ -94,7 +101,8 @@ pub fn run(a: AttackArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let (curve, sampler) = attack_all(&a, norm)?;
     let seconds = t0.elapsed().as_secs_f64();
-    let defence = if a.sgld_steps > 0 { format!("{} {sampler} steps of refinement (BPDA)", a.sgld_steps) } else { "none".into() };
+    let defence =
+        if a.sgld_steps > 0 { format!("{} {sampler} steps of refinement (BPDA)", a.sgld_steps) } else { "none".into() };
     if a.common.json {
         let rows: Vec<_> = curve
             .iter()

@@ -59,7 +59,8 @@ pub fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
     check(&a)?;
     let (m, device) = open(&a.common)?;
     tch::manual_seed(a.seed as i64);
-    let model = draw::Model { net: &m.net, config: &m.config, buffer: m.buffer.as_ref(), name: m.dir.display().to_string() };
+    let model =
+        draw::Model { net: &m.net, config: &m.config, buffer: m.buffer.as_ref(), name: m.dir.display().to_string() };
     let (range, range_from, note) = draw::chain_range(&model, a.init_range)?;
     if let Some(note) = note {
         eprintln!("{note}");
@@ -81,7 +82,12 @@ pub fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
     dims.extend(m.net.input_shape());
     let x0 = uniform(&dims, range, device);
     let energy = |x: &tch::Tensor| m.net.energy(x, false);
-    let o = diagnose::Options { steps: a.steps, burn_in: a.burn_in, max_points: a.max_points, permutations: a.permutations };
+    let o = diagnose::Options {
+        steps: a.steps,
+        burn_in: a.burn_in,
+        max_points: a.max_points,
+        permutations: a.permutations,
+    };
     let t0 = std::time::Instant::now();
     let chains = diagnose::run_chains(&energy, sampler.as_ref(), &x0, &o);
     let r = diagnose::judge(&energy, &chains, data.as_ref(), &o)?;
@@ -103,12 +109,18 @@ pub fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
         sampler.name(),
         r.steps - r.kept_per_chain
     );
-    println!("energy trace: mean {:.4}; R-hat {:.4} (rank-normalised split, folded); bulk-ESS {:.0}", r.energy_mean, r.rhat, r.ess_bulk);
+    println!(
+        "energy trace: mean {:.4}; R-hat {:.4} (rank-normalised split, folded); bulk-ESS {:.0}",
+        r.energy_mean, r.rhat, r.ess_bulk
+    );
     if let Some(acc) = r.acceptance {
         println!("acceptance rate {acc:.3}");
     }
     let k = &r.ksd_samples;
-    println!("KSD^2_u(draws | model) = {:.5} (h = {:.4}; about 0 when the draws follow the model)", k.ksd2, k.bandwidth);
+    println!(
+        "KSD^2_u(draws | model) = {:.5} (h = {:.4}; about 0 when the draws follow the model)",
+        k.ksd2, k.bandwidth
+    );
     if let (Some(kd), Some(mm), Some(spec)) = (&r.ksd_data, &r.mmd, &a.data) {
         println!("KSD^2_u({spec} | model) = {:.5} (h = {:.4}; the model's fit to the data)", kd.ksd2, kd.bandwidth);
         println!(

@@ -93,7 +93,12 @@ pub struct Report {
 
 /// Judges a [`Run`]: R-hat and bulk-ESS of the kept energy traces, KSD of the kept draws (and of
 /// `data` [n, ...] when given) under `energy`, MMD of the draws against `data`.
-pub fn judge(energy: &dyn Fn(&Tensor) -> Tensor, run: &Run, data: Option<&Tensor>, o: &Options) -> crate::Result<Report> {
+pub fn judge(
+    energy: &dyn Fn(&Tensor) -> Tensor,
+    run: &Run,
+    data: Option<&Tensor>,
+    o: &Options,
+) -> crate::Result<Report> {
     let first_kept = ((o.steps as f64) * o.burn_in).floor() as usize;
     let kept: Vec<Vec<f64>> = run.traces.iter().map(|t| t[first_kept..].to_vec()).collect();
     let rhat = chains::rhat(&kept)?;
@@ -134,8 +139,9 @@ pub fn judge(energy: &dyn Fn(&Tensor) -> Tensor, run: &Run, data: Option<&Tensor
         ksd_samples,
         ksd_data,
         mmd,
-        kernel: "RBF exp(-|x-y|^2 / (2 h^2)), h = median pairwise distance of the pooled sets (MMD) or of the set (KSD)"
-            .into(),
+        kernel:
+            "RBF exp(-|x-y|^2 / (2 h^2)), h = median pairwise distance of the pooled sets (MMD) or of the set (KSD)"
+                .into(),
         verdict: parts.join("; "),
     })
 }

@@ -113,7 +113,7 @@ mod tests {
         d.sort_by(f64::total_cmp);
         let med = mmd(&x, &y, None, 0).unwrap().bandwidth;
         assert!((med - d[(d.len() - 1) / 2]).abs() < 1e-9, "{med}"); // torch's median: the lower one
-        // Same distribution: not rejected; a shift of one standard deviation: rejected.
+                                                                     // Same distribution: not rejected; a shift of one standard deviation: rejected.
         let a = Tensor::randn([300, 2], (Kind::Float, Device::Cpu));
         let b = Tensor::randn([300, 2], (Kind::Float, Device::Cpu));
         let same = mmd(&a, &b, None, 200).unwrap();

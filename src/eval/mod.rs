@@ -5,8 +5,8 @@
 pub mod attack;
 pub mod calibration;
 pub mod chains;
-pub mod diagnose;
 pub mod classify;
+pub mod diagnose;
 pub mod draw;
 pub mod fid;
 pub mod frechet;

@@ -42,7 +42,7 @@ pub fn recommended(objective: &str) -> crate::Result<&'static [&'static str]> {
         "dsm" => &["objective.name=\"dsm\"", "objective.dsm_sigma=0.1"],
         "nce" => &["objective.name=\"nce\"", "objective.nce_noise_std=2.5"],
         "is-mle" => &["objective.name=\"is-mle\"", "objective.is_proposal_std=2.5"],
-        "ksd" => &["objective.name=\"ksd\""],
+        "ksd" => &["objective.name=\"ksd\"", "objective.ksd_bandwidth=0.3"],
         "is-mle-adaptive" => &[
             "objective.name=\"is-mle\"",
             "objective.is_proposal=\"adaptive\"",

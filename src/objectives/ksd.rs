@@ -86,7 +86,7 @@ pub fn ksd2_u(x: &Tensor, s: &Tensor, h: f64) -> Tensor {
     let ss = s.matmul(&s.transpose(0, 1));
     let sx = s.matmul(&x.transpose(0, 1)); // sx[i, j] = s_i . x_j
     let own = sx.diagonal(0, 0, 1); // s_i . x_i
-    // (s_i - s_j).(x_i - x_j) = s_i.x_i + s_j.x_j - s_i.x_j - s_j.x_i
+                                    // (s_i - s_j).(x_i - x_j) = s_i.x_i + s_j.x_j - s_i.x_j - s_j.x_i
     let cross = own.unsqueeze(1) + own.unsqueeze(0) - &sx - sx.transpose(0, 1);
     let u = &k * (ss + cross / h2 - &r2 / (h2 * h2) + d / h2);
     let off = Tensor::ones([n, n], (u.kind(), u.device())) - Tensor::eye(n, (u.kind(), u.device()));
