@@ -61,10 +61,10 @@ pub struct Pgd {
 
 impl Pgd {
     pub fn check(&self) -> crate::Result<()> {
-        if !(self.eps >= 0.0) || !self.eps.is_finite() {
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
             bail!("--eps {}: must be a finite number >= 0", self.eps);
         }
-        if !(self.step_size > 0.0) {
+        if !(self.step_size.is_finite() && self.step_size > 0.0) {
             bail!("--step-size {}: must be positive", self.step_size);
         }
         Ok(())

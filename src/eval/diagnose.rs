@@ -112,14 +112,13 @@ pub fn judge(
         }
         None => (None, None),
     };
-    let mut parts = Vec::new();
-    parts.push(if rhat < MAX_RHAT && ess >= MIN_ESS {
+    let mut parts = vec![if rhat < MAX_RHAT && ess >= MIN_ESS {
         format!("chains mixed (R-hat {rhat:.3} < {MAX_RHAT}, bulk-ESS {ess:.0} >= {MIN_ESS:.0})")
     } else {
         format!(
             "NOT converged (R-hat {rhat:.3}, want < {MAX_RHAT}; bulk-ESS {ess:.0}, want >= {MIN_ESS:.0}): run more steps or chains"
         )
-    });
+    }];
     if let Some(m) = &mmd {
         parts.push(if m.p_value < MMD_ALPHA {
             format!("samples differ from the data (MMD p = {:.3} < {MMD_ALPHA})", m.p_value)

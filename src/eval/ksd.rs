@@ -41,7 +41,7 @@ pub fn ksd(energy: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, h: Option<f64>) -> cr
         bail!("KSD: the model's score is not finite at some samples");
     }
     let h = h.unwrap_or_else(|| median_distance(&xf));
-    if !(h > 0.0) {
+    if !(h.is_finite() && h > 0.0) {
         bail!("KSD: bandwidth {h} (all samples coincide?)");
     }
     let v = tch::no_grad(|| ksd2_u(&xf, &s, h).double_value(&[]));

@@ -46,7 +46,7 @@ pub fn mmd(x: &Tensor, y: &Tensor, h: Option<f64>, permutations: usize) -> crate
     let yf = yf.to_device(xf.device());
     let z = Tensor::cat(&[xf, yf], 0).to_kind(Kind::Double);
     let h = h.unwrap_or_else(|| median_distance(&z));
-    if !(h > 0.0) {
+    if !(h.is_finite() && h > 0.0) {
         bail!("MMD: bandwidth {h} (all points coincide?)");
     }
     let k = (sq_dists(&z, &z) / (-2.0 * h * h)).exp();
