@@ -61,7 +61,7 @@ pub fn run_chains(energy: &dyn Fn(&Tensor) -> Tensor, sampler: &dyn Sampler, x0:
             rated += 1;
         }
         energies.push(tch::no_grad(|| energy(&x)).to_kind(Kind::Double).to_device(tch::Device::Cpu));
-        if t >= first_kept && (t - first_kept) % thin == 0 {
+        if t >= first_kept && (t - first_kept).is_multiple_of(thin) {
             draws.push(x.detach().copy());
         }
     }
