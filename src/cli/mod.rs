@@ -1,7 +1,9 @@
 //! Argument parsing and dispatch for the `ebm` binary.
 mod args;
+mod attack_cmd;
 mod bench_cmd;
 mod data_cmd;
+mod diagnose_cmd;
 mod download_cmd;
 mod eval_cmd;
 mod experiment_cmd;
@@ -46,6 +48,12 @@ pub enum Command {
     /// log Z of a checkpoint by annealed importance sampling, with its standard error (and the exact
     /// grid value for 2-D models); log-likelihoods of a data set.
     Logz(logz_cmd::LogzArgs),
+    /// Chain diagnostics of a checkpoint's sampler: R-hat and bulk-ESS of the energy traces,
+    /// acceptance rate, KSD of the draws, MMD against data, and a verdict.
+    Diagnose(diagnose_cmd::DiagnoseArgs),
+    /// Robust accuracy of a classifier under PGD (L-infinity or L2), optionally with JEM's
+    /// Langevin refinement of the inputs.
+    Attack(attack_cmd::AttackArgs),
     /// Reproduce experiments whose truth is known (`is-mle`: seed 004, section 7).
     #[command(subcommand)]
     Experiment(experiment_cmd::Experiment),
@@ -91,5 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ood(a) => eval_cmd::ood(a),
         Command::Logz(a) => logz_cmd::run(a),
         Command::Fid(a) => fid_cmd::run(a),
+        Command::Diagnose(a) => diagnose_cmd::run(a),
+        Command::Attack(a) => attack_cmd::run(a),
     }
 }

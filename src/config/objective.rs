@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectiveConfig {
     /// The objective, by its registered name (`objectives::REGISTRY`: jem, igebm, pcd, cd, sm,
-    /// dsm, ssm, nce, is-mle); checked, with the objective's own requirements, when training starts.
+    /// dsm, ssm, nce, is-mle, ksd); checked, with the objective's own requirements, when training starts.
     pub name: String,
     /// Weight of the cross-entropy (p(y|x)) term.
     pub ce_weight: f64,
@@ -44,6 +44,8 @@ pub struct ObjectiveConfig {
     pub gen_sigma: f64,
     pub gen_posterior_steps: usize,
     pub gen_posterior_step: f64,
+    /// Kernel Stein discrepancy (`ksd`): the RBF bandwidth h; 0 = the median heuristic on each batch.
+    pub ksd_bandwidth: f64,
 }
 
 /// The proposal of the `is-mle` objective.
@@ -79,6 +81,7 @@ impl Default for ObjectiveConfig {
             gen_sigma: 0.1,
             gen_posterior_steps: 5,
             gen_posterior_step: 0.01,
+            ksd_bandwidth: 0.0,
         }
     }
 }
@@ -111,6 +114,7 @@ impl ObjectiveConfig {
                 self.gen_hidden
             );
         }
+        non_negative(self.ksd_bandwidth, "objective.ksd_bandwidth")?;
         if self.is_samples == 0 {
             bail!("key `objective.is_samples` = 0: must be positive");
         }

@@ -18,7 +18,8 @@ use tch::{Device, Kind};
 const BASE_CONFIG: &str = include_str!("../../configs/toy2d.toml");
 
 /// Every objective of the table, in order. `is-mle-adaptive` is `is-mle` with the adaptive proposal.
-pub const OBJECTIVES: [&str; 9] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive", "mpf"];
+pub const OBJECTIVES: [&str; 10] =
+    ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive", "mpf", "ksd"];
 
 /// Objectives that run by name (`--objective NAME`) but are not yet in `all`: they do not learn
 /// these densities yet (README, "Validation on 2-D densities").
@@ -48,6 +49,7 @@ pub fn recommended(objective: &str) -> crate::Result<&'static [&'static str]> {
         "dsm" => &["objective.name=\"dsm\"", "objective.dsm_sigma=0.1"],
         "nce" => &["objective.name=\"nce\"", "objective.nce_noise_std=2.5"],
         "is-mle" => &["objective.name=\"is-mle\"", "objective.is_proposal_std=2.5"],
+        "ksd" => &["objective.name=\"ksd\"", "objective.ksd_bandwidth=0.3"],
         "is-mle-adaptive" => &[
             "objective.name=\"is-mle\"",
             "objective.is_proposal=\"adaptive\"",

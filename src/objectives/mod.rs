@@ -10,6 +10,7 @@ pub mod hybrid;
 pub mod is_mle;
 pub mod learned_sampler;
 pub mod mpf;
+pub mod ksd;
 pub mod nce;
 pub mod score_matching;
 
@@ -87,6 +88,7 @@ pub const REGISTRY: &[Registration] = &[
     is_mle::REGISTRATION,
     mpf::REGISTRATION,
     learned_sampler::REGISTRATION,
+    ksd::REGISTRATION,
 ];
 
 /// The registered objective called `name`, or an error naming the key and the choices.
@@ -149,6 +151,7 @@ mod tests {
             ("is-mle", None),
             ("mpf", None),
             ("learned-sampler", None),
+            ("ksd", None),
         ];
         for (name, want) in expect {
             let cfg = config(name, &[]);
