@@ -206,7 +206,7 @@ pub fn run(o: &Options, mut progress: impl FnMut(&Row)) -> crate::Result<Report>
             }
             let started = Instant::now();
             let summary =
-                train::train(&cfg, &train::RunOptions { out: run_dir.clone(), resume: None, quiet: true, stop: None })
+                train::train(&cfg, &train::RunOptions { out: run_dir.clone(), resume: None, quiet: true, stop: None, dist: None })
                     .with_context(|| format!("training {objective} on {}", toy.name()))?;
             let train_seconds = started.elapsed().as_secs_f64();
             let m = checkpoint::load_model(&summary.last_checkpoint, device)?;

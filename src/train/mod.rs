@@ -3,6 +3,7 @@
 //! guard, exact resume); beside them the optimisers and schedule, checkpoints and metrics.
 pub mod all_reduce;
 pub mod checkpoint;
+pub mod dist_run;
 pub mod ema;
 pub mod fid_log;
 pub mod guard;
