@@ -101,3 +101,81 @@ impl DistRun {
         u64::try_from(t.int64_value(&[0])).map_err(|_| anyhow!("rank 0 found no checkpoint to roll back to"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objectives::Inputs;
+    use crate::train::Step;
+    use tch::{Device, Kind};
+
+    /// CD-1 with noiseless Langevin steps: the negatives are a fixed function of each example.
+    fn config() -> TrainConfig {
+        let sets = [
+            "objective.name=\"cd\"",
+            "sgld.steps=2",
+            "sgld.noise=0",
+            "optim.name=\"sgd\"",
+            "optim.momentum=0",
+            "optim.clip_grad_norm=0",
+        ]
+        .map(String::from);
+        TrainConfig::parse("[model]\npreset = \"mlp-2d\"\nhead = \"energy\"\n", &sets).unwrap()
+    }
+
+    fn weights(t: &Trainer) -> Vec<Tensor> {
+        t.opt.parameters().iter().map(|(_, p)| p.detach().copy()).collect()
+    }
+
+    /// One step on 2 ranks x batch B (each rank its half, gradients all-reduced, weights from rank
+    /// 0) gives the weights of one step on 1 rank x batch 2B from the same start, to float
+    /// tolerance.
+    #[test]
+    fn two_ranks_of_b_step_as_one_rank_of_2b() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        tch::manual_seed(7);
+        let x = Tensor::randn([16, 2], (Kind::Float, Device::Cpu));
+        let rank = |r: usize| {
+            let half = x.narrow(0, 8 * r as i64, 8).copy();
+            std::thread::spawn(move || {
+                let env = Env {
+                    rank: r,
+                    world: 2,
+                    local_rank: r,
+                    local_world: 2,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                };
+                let cfg = config();
+                let mut d = DistRun::join(&env, &cfg).unwrap();
+                tch::manual_seed(100 + r as i64); // different starts: the broadcast makes them rank 0's
+                let mut t = Trainer::new(&cfg, Device::Cpu, 3.0).unwrap();
+                d.prepare(&mut t, &cfg).unwrap();
+                let start = weights(&t);
+                let Step::Taken { .. } = t.step(&Inputs::new(&half, None), 0.05) else { panic!("diverged") };
+                d.check().unwrap();
+                (start, weights(&t), d.reduce_seconds.get())
+            })
+        };
+        let (h0, h1) = (rank(0), rank(1));
+        let ((start0, end0, secs), (start1, end1, _)) = (h0.join().unwrap(), h1.join().unwrap());
+        assert!(secs > 0.0);
+        assert!(start0.iter().zip(&start1).all(|(a, b)| a.equal(b)), "parameters start identical");
+        let cfg = config();
+        let mut one = Trainer::new(&cfg, Device::Cpu, 3.0).unwrap();
+        tch::no_grad(|| {
+            for ((_, p), s) in one.opt.parameters().iter().zip(&start0) {
+                p.shallow_clone().copy_(s);
+            }
+        });
+        let Step::Taken { .. } = one.step(&Inputs::new(&x, None), 0.05) else { panic!("diverged") };
+        let reference = weights(&one);
+        let moved: f64 = reference.iter().zip(&start0).map(|(a, b)| (a - b).abs().max().double_value(&[])).fold(0.0, f64::max);
+        assert!(moved > 1e-4, "the step moves the weights ({moved})");
+        for ((a, b), c) in end0.iter().zip(&end1).zip(&reference) {
+            assert!(a.equal(b), "ranks agree exactly");
+            let diff = (a - c).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "2 x B vs 1 x 2B differ by {diff}");
+        }
+    }
+}
