@@ -40,6 +40,7 @@ extern "C" {
         value: *mut *mut c_char,
         error: *mut *mut c_char,
     ) -> c_int;
+    pub fn ebm_dist_store_check(g: *mut EbmGroup, key: *const c_char, exists: *mut c_int, error: *mut *mut c_char) -> c_int;
     pub fn ebm_dist_all_reduce(g: *mut EbmGroup, t: *mut C_tensor, op: c_int, error: *mut *mut c_char) -> c_int;
     pub fn ebm_dist_broadcast(g: *mut EbmGroup, t: *mut C_tensor, root: c_int, error: *mut *mut c_char) -> c_int;
     pub fn ebm_dist_all_gather(
@@ -87,6 +88,9 @@ mod absent {
         _: *mut *mut c_char,
         _: *mut *mut c_char,
     ) -> c_int {
+        never()
+    }
+    pub unsafe fn ebm_dist_store_check(_: *mut EbmGroup, _: *const c_char, _: *mut c_int, _: *mut *mut c_char) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_all_reduce(_: *mut EbmGroup, _: *mut C_tensor, _: c_int, _: *mut *mut c_char) -> c_int {

@@ -114,17 +114,18 @@ impl Group {
                     self.timeout.as_secs_f64()
                 );
             }
-            let r = missing[0];
-            match self.get(&format!("ebm/world/{r}"), left.min(Duration::from_millis(500))) {
-                Ok(w) if w != self.world.to_string() => bail!(
+            let key = format!("ebm/world/{}", missing[0]);
+            if !self.has(&key)? {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let (r, w) = (missing.remove(0), self.get(&key, left)?);
+            if w != self.world.to_string() {
+                bail!(
                     "rank 0: WORLD_SIZE = {} here but {w} on rank {r} (store {}): every rank must be started with the same WORLD_SIZE",
                     self.world,
                     self.addr
-                ),
-                Ok(_) => {
-                    missing.remove(0);
-                }
-                Err(_) => continue,
+                );
             }
         }
         Ok(())
@@ -139,6 +140,17 @@ impl Group {
             bail!("rank {}: the store at {} failed (set {key}): {}", self.rank, self.addr, take_text(error));
         }
         Ok(())
+    }
+
+    /// Whether store[key] is set, now.
+    pub fn has(&self, key: &str) -> crate::Result<bool> {
+        let k = CString::new(key)?;
+        let (mut exists, mut error) = (0, std::ptr::null_mut());
+        // SAFETY: live group, valid string and out-pointers.
+        if unsafe { ffi::ebm_dist_store_check(self.ptr, k.as_ptr(), &mut exists, &mut error) } != 0 {
+            bail!("rank {}: the store at {} failed (check {key}): {}", self.rank, self.addr, take_text(error));
+        }
+        Ok(exists != 0)
     }
 
     /// store[key], waiting up to `wait` for it to be set.
