@@ -70,7 +70,8 @@ mod tests {
     #[test]
     fn torchruns_variables_are_read_and_bad_ones_named() {
         assert_eq!(env(&[]).unwrap(), None);
-        let full = [("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "n1"), ("MASTER_PORT", "29500")];
+        let full =
+            [("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "n1"), ("MASTER_PORT", "29500")];
         let e = env(&full).unwrap().unwrap();
         assert_eq!((e.rank, e.world, e.local_rank, e.local_world, e.master_port), (3, 4, 1, 4, 29500));
         let err = |pairs: &[(&str, &str)]| format!("{:#}", env(pairs).unwrap_err());

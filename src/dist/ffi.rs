@@ -31,8 +31,12 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> c_int;
     pub fn ebm_dist_free(g: *mut EbmGroup);
-    pub fn ebm_dist_store_set(g: *mut EbmGroup, key: *const c_char, value: *const c_char, error: *mut *mut c_char)
-        -> c_int;
+    pub fn ebm_dist_store_set(
+        g: *mut EbmGroup,
+        key: *const c_char,
+        value: *const c_char,
+        error: *mut *mut c_char,
+    ) -> c_int;
     pub fn ebm_dist_store_get(
         g: *mut EbmGroup,
         key: *const c_char,
@@ -40,7 +44,12 @@ extern "C" {
         value: *mut *mut c_char,
         error: *mut *mut c_char,
     ) -> c_int;
-    pub fn ebm_dist_store_check(g: *mut EbmGroup, key: *const c_char, exists: *mut c_int, error: *mut *mut c_char) -> c_int;
+    pub fn ebm_dist_store_check(
+        g: *mut EbmGroup,
+        key: *const c_char,
+        exists: *mut c_int,
+        error: *mut *mut c_char,
+    ) -> c_int;
     pub fn ebm_dist_all_reduce(g: *mut EbmGroup, t: *mut C_tensor, op: c_int, error: *mut *mut c_char) -> c_int;
     pub fn ebm_dist_broadcast(g: *mut EbmGroup, t: *mut C_tensor, root: c_int, error: *mut *mut c_char) -> c_int;
     pub fn ebm_dist_all_gather(
@@ -74,11 +83,22 @@ mod absent {
     ) -> *mut EbmGroup {
         never()
     }
-    pub unsafe fn ebm_dist_start_group(_: *mut EbmGroup, _: *const c_char, _: c_int, _: c_int, _: *mut *mut c_char) -> c_int {
+    pub unsafe fn ebm_dist_start_group(
+        _: *mut EbmGroup,
+        _: *const c_char,
+        _: c_int,
+        _: c_int,
+        _: *mut *mut c_char,
+    ) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_free(_: *mut EbmGroup) {}
-    pub unsafe fn ebm_dist_store_set(_: *mut EbmGroup, _: *const c_char, _: *const c_char, _: *mut *mut c_char) -> c_int {
+    pub unsafe fn ebm_dist_store_set(
+        _: *mut EbmGroup,
+        _: *const c_char,
+        _: *const c_char,
+        _: *mut *mut c_char,
+    ) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_store_get(
@@ -90,7 +110,12 @@ mod absent {
     ) -> c_int {
         never()
     }
-    pub unsafe fn ebm_dist_store_check(_: *mut EbmGroup, _: *const c_char, _: *mut c_int, _: *mut *mut c_char) -> c_int {
+    pub unsafe fn ebm_dist_store_check(
+        _: *mut EbmGroup,
+        _: *const c_char,
+        _: *mut c_int,
+        _: *mut *mut c_char,
+    ) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_all_reduce(_: *mut EbmGroup, _: *mut C_tensor, _: c_int, _: *mut *mut c_char) -> c_int {
@@ -99,7 +124,12 @@ mod absent {
     pub unsafe fn ebm_dist_broadcast(_: *mut EbmGroup, _: *mut C_tensor, _: c_int, _: *mut *mut c_char) -> c_int {
         never()
     }
-    pub unsafe fn ebm_dist_all_gather(_: *mut EbmGroup, _: *const C_tensor, _: *mut C_tensor, _: *mut *mut c_char) -> c_int {
+    pub unsafe fn ebm_dist_all_gather(
+        _: *mut EbmGroup,
+        _: *const C_tensor,
+        _: *mut C_tensor,
+        _: *mut *mut c_char,
+    ) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_barrier(_: *mut EbmGroup, _: *mut *mut c_char) -> c_int {

@@ -65,7 +65,14 @@ impl Group {
         let mut error = std::ptr::null_mut();
         // SAFETY: valid C string and out-pointer; the result is owned by the Group (freed in Drop).
         let ptr = unsafe {
-            ffi::ebm_dist_connect(host.as_ptr(), env.master_port as i32, env.rank as i32, env.world as i32, millis(timeout), &mut error)
+            ffi::ebm_dist_connect(
+                host.as_ptr(),
+                env.master_port as i32,
+                env.rank as i32,
+                env.world as i32,
+                millis(timeout),
+                &mut error,
+            )
         };
         if ptr.is_null() {
             let role = if env.rank == 0 { "cannot host" } else { "cannot reach" };

@@ -80,7 +80,11 @@ pub fn run(n: usize, args: &[String], out: &Path, grace: Duration) -> crate::Res
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Some((r, _)) = failed_at {
-        let log = if r == 0 { String::new() } else { format!(" (its output: {})", logs.join(format!("rank-{r}.log")).display()) };
+        let log = if r == 0 {
+            String::new()
+        } else {
+            format!(" (its output: {})", logs.join(format!("rank-{r}.log")).display())
+        };
         let codes: Vec<String> = status.iter().enumerate().map(|(r, s)| format!("rank {r}: {}", describe(s))).collect();
         bail!("worker rank {r} failed first{log}; {}", codes.join(", "));
     }

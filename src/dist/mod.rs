@@ -87,7 +87,8 @@ mod tests {
             master_port: port,
         };
         let e0 = env(0, 2);
-        let host = std::thread::spawn(move || Group::connect(&e0, Duration::from_secs(3)).err().map(|e| format!("{e:#}")));
+        let host =
+            std::thread::spawn(move || Group::connect(&e0, Duration::from_secs(3)).err().map(|e| format!("{e:#}")));
         let err = Group::connect(&env(1, 3), Duration::from_secs(10)).err().expect("mismatch refused");
         assert!(format!("{err:#}").contains("WORLD_SIZE = 3 here but 2 on rank 0"), "{err:#}");
         let host_err = host.join().unwrap().expect("rank 0 refuses too");

@@ -170,7 +170,8 @@ mod tests {
         });
         let Step::Taken { .. } = one.step(&Inputs::new(&x, None), 0.05) else { panic!("diverged") };
         let reference = weights(&one);
-        let moved: f64 = reference.iter().zip(&start0).map(|(a, b)| (a - b).abs().max().double_value(&[])).fold(0.0, f64::max);
+        let moved: f64 =
+            reference.iter().zip(&start0).map(|(a, b)| (a - b).abs().max().double_value(&[])).fold(0.0, f64::max);
         assert!(moved > 1e-4, "the step moves the weights ({moved})");
         for ((a, b), c) in end0.iter().zip(&end1).zip(&reference) {
             assert!(a.equal(b), "ranks agree exactly");

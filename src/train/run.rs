@@ -154,8 +154,8 @@ impl<'a> Run<'a> {
         checkpoint::check_space(&ckpt_root, checkpoint::estimate_bytes(&trainer.contents(&pos)))?;
         std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
             .with_context(|| format!("{}: cannot write config.json", out.display()))?;
-        let metrics = MetricsLog::open(&out, resume_dir.as_ref().map(|_| pos.step))?
-            .with_tensorboard(cfg.train.tensorboard)?;
+        let metrics =
+            MetricsLog::open(&out, resume_dir.as_ref().map(|_| pos.step))?.with_tensorboard(cfg.train.tensorboard)?;
         if rank == 0 {
             checkpoint::recover_interrupted_writes(&ckpt_root);
         }
@@ -195,11 +195,13 @@ impl<'a> Run<'a> {
             fid,
         };
         run.progress.say(run.describe());
-        if resharded {
-            run.progress.say(format!(
-                "resuming a checkpoint written by {} process(es) on {world}: the replay buffer is re-sliced between the ranks (the run continues, but not bit for bit as it would have on {})",
-                run.pos.world_size, run.pos.world_size
-            ));
+        if resharded && rank == 0 {
+            let (from, step) = (run.pos.world_size, run.pos.step);
+            eprintln!(
+                "resuming a checkpoint written by {from} process(es) on {world}: the replay buffer is re-sliced between the ranks (the run continues, but not bit for bit as it would have on {from})"
+            );
+            run.metrics
+                .write(&json!({"step": step, "event": "resharded", "from_world_size": from, "world_size": world}))?;
         }
         run.pos.world_size = world;
         if fresh && cfg.guard.enabled {
