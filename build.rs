@@ -13,9 +13,11 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc");
+    println!("cargo:rustc-check-cfg=cfg(ebm_c10d)");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys names the libtorch lib folder");
     compile_ops(Path::new(&lib));
+    compile_dist(Path::new(&lib));
     export_tch_version();
     if !std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux") {
         return;
@@ -49,6 +51,37 @@ fn compile_ops(lib: &Path) {
         .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .compile("ebm_ops");
+}
+
+/// csrc/dist.cpp (c10d's TCPStore and ProcessGroupGloo, exported by libtorch_cpu) when Gloo's
+/// headers are found: the torch wheel ships c10d's headers but not Gloo's, which
+/// ProcessGroupGloo.hpp includes. They are looked for in GLOO_INCLUDE_DIR, then /usr/include and
+/// /usr/local/include (Debian/Ubuntu: `apt-get install libgloo-dev`). Found: the cfg `ebm_c10d` is
+/// set and `ebm::dist` talks to other processes; not found: a warning, and `ebm::dist` says how to
+/// get them when a run asks for more than one process.
+fn compile_dist(lib: &Path) {
+    println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
+    let candidates = std::env::var("GLOO_INCLUDE_DIR")
+        .into_iter()
+        .chain(["/usr/include".to_string(), "/usr/local/include".to_string()]);
+    let Some(gloo) = candidates.map(std::path::PathBuf::from).find(|d| d.join("gloo/algorithm.h").exists()) else {
+        println!("cargo:warning=Gloo's headers not found (GLOO_INCLUDE_DIR, /usr/include): ebm is built without multi-process training (apt-get install libgloo-dev, then rebuild)");
+        return;
+    };
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
+    let root = lib.parent().expect("libtorch/lib has a parent");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/dist.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .include(&gloo)
+        .flag("-std=c++17")
+        .flag("-w")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .compile("ebm_dist");
+    println!("cargo:rustc-cfg=ebm_c10d");
 }
 
 /// `cargo:rustc-env=EBM_TCH_VERSION=...`: the version of the `tch` package in Cargo.lock, or

@@ -1,7 +1,7 @@
 //! `ebm`: a trainer for deep energy-based models on libtorch.
 //!
 //! The layers, each importing only from those before it:
-//! [`config`] and [`device`] -> [`data`] -> [`models`] -> [`sampling`] (samplers, replay buffer,
+//! [`config`] and [`device`] -> [`dist`] (processes of a data-parallel run) -> [`data`] -> [`models`] -> [`sampling`] (samplers, replay buffer,
 //! the chains objectives draw) -> [`objectives`] -> [`eval`] (measurements of a model: accuracy,
 //! calibration, OOD, log Z, FID and KID, grids and plots) -> [`train`] (the step and the loop; it
 //! uses `eval` for validation, sample grids and FID) -> [`experiments`] and [`bench`], which build
@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod eval;
 pub mod experiments;
 pub mod models;

@@ -50,6 +50,34 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Data-parallel training on N local workers (as `torchrun --standalone --nproc-per-node N`):
+    /// one device each (cuda:LOCAL_RANK, or the CPU threads split), data.batch_size per worker.
+    /// Rank 0's output is shown, the others' go to OUT/logs/rank-R.log. Without it, `ebm train`
+    /// still joins the run that torchrun's variables (RANK, WORLD_SIZE, ...) describe.
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
+}
+
+/// `--nproc-per-node N`: N workers of this same command; a signal (Ctrl-C reaches the workers too)
+/// lets them stop together at one step with a checkpoint while this process waits.
+fn launch(a: &TrainArgs, n: usize) -> anyhow::Result<()> {
+    let out = match (&a.out, &a.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => run_folder_of(r),
+        (None, None) => PathBuf::from("checkpoints/run"),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The workers stop by themselves within dist.timeout once one fails; then a little more.
+    let timeout = match (&a.config, &a.resume) {
+        (Some(path), _) => TrainConfig::load(path, &a.set)?.dist.timeout,
+        _ => ebm::config::DistConfig::default().timeout,
+    };
+    let grace = std::time::Duration::from_secs_f64(timeout + 10.0);
+    ebm::dist::launch::run(n, &ebm::dist::launch::strip_flag(&args), &out, grace)
 }
 
 /// The run folder a `--resume` path belongs to: RUN, RUN/checkpoints or RUN/checkpoints/NAME.
@@ -69,6 +97,13 @@ fn run_folder_of(resume: &std::path::Path) -> PathBuf {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let dist = ebm::dist::Env::from_process()?;
+    if let Some(n) = a.nproc_per_node {
+        if dist.is_some() {
+            bail!("--nproc-per-node {n}: this process is already a worker (WORLD_SIZE is set); start it either from torchrun or with --nproc-per-node, not both");
+        }
+        return launch(&a, n);
+    }
     let mut set = a.set.clone();
     if let Some(d) = &a.data {
         set.push(format!("data.spec=\"{d}\""));
@@ -114,7 +149,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (None, Some(r)) => run_folder_of(r),
         (None, None) => PathBuf::from("checkpoints/run"),
     };
-    let opts = RunOptions { out, resume: a.resume.clone(), quiet: a.quiet, stop: Some(stop) };
+    let opts = RunOptions { out, resume: a.resume.clone(), quiet: a.quiet, stop: Some(stop), dist };
     let summary = train::train(&cfg, &opts)?;
     if summary.interrupted {
         eprintln!(

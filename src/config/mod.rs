@@ -2,6 +2,7 @@
 mod buffer;
 mod checks;
 mod data;
+mod dist;
 mod ema;
 mod guard;
 mod model;
@@ -16,6 +17,7 @@ mod tests;
 
 pub use buffer::{BufferConfig, BufferInit};
 pub use data::{DataConfig, PxBatch};
+pub use dist::DistConfig;
 pub use ema::EmaConfig;
 pub use guard::GuardConfig;
 pub use model::{Activation, Architecture, Head, ModelConfig, Norm, Pool};
@@ -56,6 +58,8 @@ pub struct TrainConfig {
     pub guard: GuardConfig,
     #[serde(default)]
     pub ema: EmaConfig,
+    #[serde(default)]
+    pub dist: DistConfig,
 }
 
 impl TrainConfig {
@@ -115,6 +119,7 @@ impl TrainConfig {
         self.train.validate()?;
         self.guard.validate()?;
         self.ema.validate()?;
+        self.dist.validate()?;
         let shape = &self.model.input_shape;
         if self.train.fid_every > 0 && (shape.len() != 3 || shape[0] != 3) {
             bail!(

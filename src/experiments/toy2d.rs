@@ -219,9 +219,11 @@ pub fn run(o: &Options, mut progress: impl FnMut(&Row)) -> crate::Result<Report>
                 std::fs::remove_dir_all(&run_dir).with_context(|| format!("{}: cannot replace", run_dir.display()))?;
             }
             let started = Instant::now();
-            let summary =
-                train::train(&cfg, &train::RunOptions { out: run_dir.clone(), resume: None, quiet: true, stop: None })
-                    .with_context(|| format!("training {objective} on {}", toy.name()))?;
+            let summary = train::train(
+                &cfg,
+                &train::RunOptions { out: run_dir.clone(), resume: None, quiet: true, stop: None, dist: None },
+            )
+            .with_context(|| format!("training {objective} on {}", toy.name()))?;
             let train_seconds = started.elapsed().as_secs_f64();
             let m = checkpoint::load_model(&summary.last_checkpoint, device)?;
             let (model_lp, log_z) = logz::grid_log_density(&m.net, o.grid, device)?;

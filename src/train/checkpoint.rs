@@ -46,6 +46,9 @@ pub struct TrainState {
     /// resumed run judges its next steps as the uninterrupted run would.
     pub recent_ce: Vec<f64>,
     pub recent_gap: Vec<f64>,
+    /// Processes of the data-parallel run that wrote it (1: one process); the buffer file holds
+    /// every rank's slice, gathered, so a resume on another count re-shards it.
+    pub world_size: usize,
 }
 
 impl Default for TrainState {
@@ -61,6 +64,7 @@ impl Default for TrainState {
             sgld_steps: 0,
             recent_ce: Vec::new(),
             recent_gap: Vec::new(),
+            world_size: 1,
         }
     }
 }

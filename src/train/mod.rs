@@ -1,7 +1,9 @@
 //! Training: [`Trainer`] holds the network, objective, optimiser and chains and takes one step;
 //! [`run::Run`] is the loop around it (data, logging, validation, checkpoints, the divergence
 //! guard, exact resume); beside them the optimisers and schedule, checkpoints and metrics.
+pub mod all_reduce;
 pub mod checkpoint;
+pub mod dist_run;
 pub mod ema;
 pub mod fid_log;
 pub mod guard;

@@ -6,6 +6,7 @@
 //! loader's batches are a pure function of (seed, epoch, index), so the random stream depends on
 //! the step alone; a checkpoint stores weights, optimiser moments, the buffer and the position.
 use super::checkpoint::{self, TrainState};
+use super::dist_run::DistRun;
 use super::fid_log::FidLog;
 use super::guard;
 use super::metrics::MetricsLog;
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Set (by a signal handler) to stop at the next step boundary with a checkpoint.
     pub stop: Option<Arc<AtomicBool>>,
+    /// This process's place in a data-parallel run (torchrun's environment); None: one process.
+    pub dist: Option<crate::dist::Env>,
 }
 
 /// What a finished run reports.
@@ -61,6 +64,10 @@ pub struct Summary {
 pub struct Run<'a> {
     cfg: &'a TrainConfig,
     opts: &'a RunOptions,
+    /// This rank's output folder: the run folder on rank 0, `logs/rank-R/` in it on the others.
+    out: PathBuf,
+    /// The group of a data-parallel run (None: one process).
+    dist: Option<DistRun>,
     device: Device,
     trainer: Trainer,
     /// Where training stands (what a checkpoint stores besides the tensors).
@@ -92,9 +99,18 @@ impl<'a> Run<'a> {
     pub fn start(cfg: &'a TrainConfig, opts: &'a RunOptions) -> crate::Result<Self> {
         // The objective's own rules, before any data is loaded (Trainer::new builds it, checked).
         crate::objectives::check(cfg)?;
-        let device = crate::device::parse_device(&cfg.train.device)?;
+        let mut dist = opts.dist.as_ref().map(|env| DistRun::join(env, cfg)).transpose()?;
+        let device = match (crate::device::parse_device(&cfg.train.device)?, &opts.dist) {
+            // One device per rank: cuda:LOCAL_RANK.
+            (Device::Cuda(_), Some(env)) => Device::Cuda(env.local_rank),
+            (d, _) => d,
+        };
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
+        } else if let Some(env) = &opts.dist {
+            // The machine's cores split between its ranks.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            tch::set_num_threads((cores / env.local_world.max(1)).max(1) as i32);
         }
         if device.is_cuda() {
             // cuDNN autotuning picks algorithms by timing, which changes results between runs.
@@ -108,9 +124,16 @@ impl<'a> Run<'a> {
         // CPU every op the trainer uses is deterministic for a given thread count).
         crate::models::fused::set_deterministic(cfg.train.deterministic);
         let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
-        let data = RunData::load(cfg)?;
-        let fid = FidLog::start(cfg, &data, device)?;
-        check_out_dir(&opts.out, resume_dir.is_some())?;
+        let mut data = RunData::load(cfg)?;
+        let (rank, world) = dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()));
+        // The loaders make global batches of world x B; each rank takes its rows.
+        data.scale_batches(world);
+        let fid = if rank == 0 { FidLog::start(cfg, &data, device)? } else { None };
+        let out = match rank {
+            0 => opts.out.clone(),
+            r => opts.out.join("logs").join(format!("rank-{r}")),
+        };
+        check_out_dir(&out, resume_dir.is_some())?;
 
         tch::manual_seed(mix_seed(&[cfg.train.seed, 0]) as i64 & i64::MAX);
         let mut trainer = Trainer::new(cfg, device, data.range)?;
@@ -119,6 +142,9 @@ impl<'a> Run<'a> {
                 trainer.set_chain_init(init);
             }
         }
+        if let Some(d) = &mut dist {
+            d.prepare(&mut trainer, cfg)?;
+        }
         let pos = match &resume_dir {
             Some(dir) => trainer.restore(dir)?,
             None => TrainState::default(),
@@ -126,11 +152,13 @@ impl<'a> Run<'a> {
         let ckpt_root = opts.out.join("checkpoints");
         // A full disk is known now, not at the first checkpoint after hours of training.
         checkpoint::check_space(&ckpt_root, checkpoint::estimate_bytes(&trainer.contents(&pos)))?;
-        std::fs::write(opts.out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
-            .with_context(|| format!("{}: cannot write config.json", opts.out.display()))?;
-        let metrics = MetricsLog::open(&opts.out, resume_dir.as_ref().map(|_| pos.step))?
-            .with_tensorboard(cfg.train.tensorboard)?;
-        checkpoint::recover_interrupted_writes(&ckpt_root);
+        std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&cfg.to_json())?)
+            .with_context(|| format!("{}: cannot write config.json", out.display()))?;
+        let metrics =
+            MetricsLog::open(&out, resume_dir.as_ref().map(|_| pos.step))?.with_tensorboard(cfg.train.tensorboard)?;
+        if rank == 0 {
+            checkpoint::recover_interrupted_writes(&ckpt_root);
+        }
 
         let per_epoch = data.plan.batches_per_epoch();
         let mut total = cfg.train.epochs * per_epoch;
@@ -138,14 +166,14 @@ impl<'a> Run<'a> {
             total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
         }
         let (loader, px_loader) = data.loaders(&pos, cfg.data.prefetch, device.is_cuda());
-        if resume_dir.is_none() && cfg.guard.enabled {
-            // Something to roll back to before the first periodic checkpoint.
-            trainer.save(&ckpt_root, &format!("step-{:08}", pos.step), &pos)?;
-        }
-        let progress = Progress::new(total, pos.step, opts.quiet);
-        let run = Run {
+        let progress = Progress::new(total, pos.step, opts.quiet || rank > 0);
+        let resharded = pos.world_size != world && resume_dir.is_some();
+        let fresh = resume_dir.is_none();
+        let mut run = Run {
             cfg,
             opts,
+            out,
+            dist,
             device,
             trainer,
             start_step: pos.step,
@@ -167,6 +195,19 @@ impl<'a> Run<'a> {
             fid,
         };
         run.progress.say(run.describe());
+        if resharded && rank == 0 {
+            let (from, step) = (run.pos.world_size, run.pos.step);
+            eprintln!(
+                "resuming a checkpoint written by {from} process(es) on {world}: the replay buffer is re-sliced between the ranks (the run continues, but not bit for bit as it would have on {from})"
+            );
+            run.metrics
+                .write(&json!({"step": step, "event": "resharded", "from_world_size": from, "world_size": world}))?;
+        }
+        run.pos.world_size = world;
+        if fresh && cfg.guard.enabled {
+            // Something to roll back to before the first periodic checkpoint.
+            run.save(&format!("step-{:08}", run.pos.step))?;
+        }
         Ok(run)
     }
 
@@ -175,17 +216,25 @@ impl<'a> Run<'a> {
     pub fn until_done(mut self) -> crate::Result<Summary> {
         let mut interrupted = false;
         while self.pos.step < self.total {
-            if self.stop_requested() {
+            if self.stop_requested()? {
                 self.checkpoint()?;
                 interrupted = true;
                 break;
             }
             let (batch, px_batch) = self.next_batch();
+            let (batch, px_batch) = match &self.dist {
+                Some(d) => (d.rows(batch), px_batch.map(|b| d.rows(b))),
+                None => (batch, px_batch),
+            };
             let lr = learning_rate(&self.cfg.optim, self.pos.step, self.pos.epoch) * self.pos.lr_scale;
             let on_device = |t: &Tensor| crate::device::to_device_async(t, self.device);
             let (x, y, x_px) =
                 (on_device(&batch.x), batch.y.as_ref().map(on_device), px_batch.map(|b| on_device(&b.x)));
-            match self.trainer.step(&Inputs { x: &x, y: y.as_ref(), x_px: x_px.as_ref() }, lr) {
+            let step = self.trainer.step(&Inputs { x: &x, y: y.as_ref(), x_px: x_px.as_ref() }, lr);
+            if let Some(d) = &self.dist {
+                d.check()?;
+            }
+            match step {
                 Step::Diverged { reason, lookback } => self.rollback(reason, lookback)?,
                 Step::Taken { terms, grad_norm } => {
                     let epoch_end = self.advance();
@@ -209,17 +258,35 @@ impl<'a> Run<'a> {
         self.finish(interrupted)
     }
 
-    /// A stop signal, or the end of the time budget (`train.max_seconds`).
-    fn stop_requested(&self) -> bool {
+    /// A stop signal, or the end of the time budget (`train.max_seconds`), on any rank: every
+    /// rank stops at the same step.
+    fn stop_requested(&self) -> crate::Result<bool> {
         let budget = self.cfg.train.max_seconds;
-        self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-            || (budget > 0.0 && self.started.elapsed().as_secs_f64() >= budget)
+        let here = self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || (budget > 0.0 && self.started.elapsed().as_secs_f64() >= budget);
+        match &self.dist {
+            Some(d) => d.any(here),
+            None => Ok(here),
+        }
+    }
+
+    /// Writes checkpoint `name` of the current position (once, in a data-parallel run).
+    fn save(&self, name: &str) -> crate::Result<PathBuf> {
+        match &self.dist {
+            Some(d) => d.save(&self.trainer, &self.ckpt_root, name, &self.pos),
+            None => self.trainer.save(&self.ckpt_root, name, &self.pos),
+        }
     }
 
     /// The next batch (and the p(x) term's own batch, if it has one), with libtorch's generator
     /// reseeded for this step.
     fn next_batch(&mut self) -> (Batch, Option<Batch>) {
-        tch::manual_seed(mix_seed(&[self.cfg.train.seed, 1, self.pos.step]) as i64 & i64::MAX);
+        // Each rank's own stream (its chains and restarts differ); one process: as before.
+        let seed = match &self.dist {
+            Some(d) if d.world() > 1 => mix_seed(&[self.cfg.train.seed, 1, self.pos.step, d.rank() as u64]),
+            _ => mix_seed(&[self.cfg.train.seed, 1, self.pos.step]),
+        };
+        tch::manual_seed(seed as i64 & i64::MAX);
         let batch = self.loader.next_batch();
         debug_assert_eq!((batch.epoch, batch.index), (self.pos.epoch, self.pos.index));
         (batch, self.px_loader.as_mut().map(Loader::next_batch))
@@ -269,7 +336,7 @@ impl<'a> Run<'a> {
         if every == 0 || !self.pos.step.is_multiple_of(every) {
             return Ok(());
         }
-        let dir = self.opts.out.join("samples");
+        let dir = self.out.join("samples");
         save_sample_grids(terms.samples.as_ref(), self.trainer.buffer(), &dir, self.pos.step)?;
         self.metrics.sample_grids(&dir, self.pos.step);
         Ok(())
@@ -283,14 +350,14 @@ impl<'a> Run<'a> {
         self.progress.say(format!("epoch {epoch} step {step}: validation accuracy {acc:.4}"));
         if self.pos.best_valid_acc.is_none_or(|b| acc > b) {
             self.pos.best_valid_acc = Some(acc);
-            self.trainer.save(&self.ckpt_root, "best", &self.pos)?;
+            self.save("best")?;
         }
         Ok(())
     }
 
     /// Writes the checkpoint of the current position, `step-NNNNNNNN`.
     fn checkpoint(&mut self) -> crate::Result<()> {
-        self.last_ckpt = self.trainer.save(&self.ckpt_root, &format!("step-{:08}", self.pos.step), &self.pos)?;
+        self.last_ckpt = self.save(&format!("step-{:08}", self.pos.step))?;
         Ok(())
     }
 
@@ -301,14 +368,14 @@ impl<'a> Run<'a> {
     fn rollback(&mut self, reason: String, lookback: u64) -> crate::Result<()> {
         let g = &self.cfg.guard;
         let (step, epoch, rollbacks) = (self.pos.step, self.pos.epoch, self.pos.rollbacks);
-        let target = checkpoint::roll_back_to(&self.ckpt_root, step.saturating_sub(lookback), &reason);
+        let target = self.rollback_target(step.saturating_sub(lookback), &reason);
         if guard::gives_up(g, rollbacks) {
             let tried = if g.enabled { format!(" after {rollbacks} rollbacks") } else { String::new() };
             let good = match target {
                 Ok(t) => t,
                 // No checkpoint before the evidence (the guard is off, so no step-0 one): the state
                 // before this step is the best there is.
-                Err(_) => self.trainer.save(&self.ckpt_root, &format!("step-{step:08}"), &self.pos)?,
+                Err(_) => self.save(&format!("step-{step:08}"))?,
             };
             bail!(
                 "diverged at step {step} (epoch {epoch}): {reason}{tried}; the last good state is {} (newer checkpoints are marked {}) — continue from it with a lower learning rate: ebm train --resume {} --set optim.lr=<lower>",
@@ -341,6 +408,20 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The newest good checkpoint at or before `max_step`, the newer ones marked rejected; in a
+    /// data-parallel run rank 0 chooses and marks, and every rank takes its choice.
+    fn rollback_target(&self, max_step: u64, reason: &str) -> crate::Result<PathBuf> {
+        let Some(d) = &self.dist else { return checkpoint::roll_back_to(&self.ckpt_root, max_step, reason) };
+        let mine = match d.rank() {
+            0 => checkpoint::roll_back_to(&self.ckpt_root, max_step, reason)
+                .and_then(|p| Ok(checkpoint::read_manifest(&p)?.state.step))
+                .ok(),
+            _ => None,
+        };
+        let step = d.agree_step(mine)?;
+        Ok(self.ckpt_root.join(format!("step-{step:08}")))
+    }
+
     /// The run's first line: model, size, device, precision, objective and epoch shape.
     fn describe(&self) -> String {
         let precision = match self.trainer.net.precision {
@@ -348,8 +429,18 @@ impl<'a> Run<'a> {
             Precision::Bf16 { channels_last: true } => " in fast mode (bf16, channels-last)",
             Precision::Bf16 { channels_last: false } => " in fast mode (bf16)",
         };
+        let ranks = match &self.dist {
+            Some(d) => format!(
+                " (rank {} of {}: global batch {} x {})",
+                d.rank(),
+                d.world(),
+                d.world(),
+                self.cfg.data.batch_size
+            ),
+            None => String::new(),
+        };
         format!(
-            "training {} ({} parameters) on {}{precision} with {}, {} steps of {} per epoch",
+            "training {} ({} parameters) on {}{precision} with {}, {} steps of {} per epoch{ranks}",
             self.cfg.model_label(),
             crate::models::count_parameters(&self.trainer.vs),
             crate::device::device_name(self.device),

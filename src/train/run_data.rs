@@ -53,6 +53,16 @@ impl RunData {
         Ok(RunData { full, valid, test, plan, px_plan, range })
     }
 
+    /// Batches of `world` x B examples (B = data.batch_size), of which each of `world` ranks takes
+    /// its B rows ([`super::dist_run::DistRun::rows`]): the same examples, in the same order, as
+    /// one process with batches of world x B.
+    pub fn scale_batches(&mut self, world: usize) {
+        self.plan.batch_size *= world;
+        if let Some(p) = &mut self.px_plan {
+            p.batch_size *= world;
+        }
+    }
+
     /// The loaders of the training batches from the position `pos` on (`prefetch` batches ahead;
     /// pinned memory for a CUDA run): the classifier's, and the p(x) term's plain one if any.
     pub fn loaders(&self, pos: &TrainState, prefetch: usize, pin: bool) -> (Loader, Option<Loader>) {

@@ -24,6 +24,12 @@ pub trait GradientReducer {
     /// Replaces each parameter's `.grad()` by the combined gradient, in place (parameters by
     /// name, in name order: the same order in every process).
     fn reduce(&mut self, params: &[(String, Tensor)]);
+
+    /// Whether any process's step diverged, given this one's verdict: every process must take
+    /// the same decision (roll back together). One process: its own verdict.
+    fn any_diverged(&mut self, here: bool) -> bool {
+        here
+    }
 }
 
 /// The outcome of [`Trainer::step`].
@@ -50,6 +56,9 @@ pub struct Trainer {
     trend: guard::Trend,
     cfg: TrainConfig,
     reducer: Option<Box<dyn GradientReducer>>,
+    /// This process's (rank, world) in a data-parallel run: its buffer is that slice of the whole
+    /// (see [`crate::dist::shard`]). None: one process.
+    shard: Option<(usize, usize)>,
 }
 
 impl Trainer {
@@ -69,7 +78,7 @@ impl Trainer {
         let negatives = Negatives::for_use(objective.chain_use(), &cfg.sampler, &cfg.buffer, &space);
         let ema = cfg.ema.enabled().then(|| Ema::new(&vs, &cfg.ema));
         let trend = guard::Trend::default();
-        Ok(Trainer { vs, net, objective, opt, negatives, ema, trend, cfg: cfg.clone(), reducer: None })
+        Ok(Trainer { vs, net, objective, opt, negatives, ema, trend, cfg: cfg.clone(), reducer: None, shard: None })
     }
 
     /// Fresh chains (the buffer's fill and restarts, chains without a buffer) come from `init`
@@ -85,6 +94,15 @@ impl Trainer {
         self.reducer = Some(reducer);
     }
 
+    /// Keeps only rank `rank`'s slice of the replay buffer (of `world`), now and at every restore.
+    pub fn set_shard(&mut self, rank: usize, world: usize) -> crate::Result<()> {
+        self.shard = Some((rank, world));
+        if let Some(b) = self.negatives.as_mut().and_then(|n| n.buffer.as_mut()) {
+            b.data = crate::dist::shard::slice(&b.data, rank, world, b.classes.unwrap_or(1))?;
+        }
+        Ok(())
+    }
+
     /// One training step on `batch` at learning rate `lr`. One host read: the guard's five
     /// values, before the update.
     pub fn step(&mut self, batch: &Inputs, lr: f64) -> Step {
@@ -95,7 +113,11 @@ impl Trainer {
         self.trend.push(&probe, &self.cfg.guard);
         let classes = self.cfg.model.is_conditional().then_some(self.cfg.model.num_classes);
         let failing = || self.trend.failing(&self.cfg.guard, classes).map(|r| (r, self.cfg.guard.window as u64));
-        let verdict = guard::divergence(&probe, &self.cfg.guard).map(|r| (r, 0)).or_else(failing);
+        let mut verdict = guard::divergence(&probe, &self.cfg.guard).map(|r| (r, 0)).or_else(failing);
+        let here = verdict.is_some();
+        if self.reducer.as_mut().is_some_and(|r| r.any_diverged(here)) && !here {
+            verdict = Some(("another process's step diverged".into(), self.cfg.guard.window as u64));
+        }
         if let Some((reason, lookback)) = verdict {
             if let Some(n) = &mut self.negatives {
                 n.discard();
@@ -194,9 +216,22 @@ impl Trainer {
 
     /// Writes checkpoint `name` under `root` (see [`checkpoint::save`]).
     pub fn save(&self, root: &Path, name: &str, state: &TrainState) -> crate::Result<std::path::PathBuf> {
+        self.save_with_buffer(root, name, state, self.buffer().map(|b| &b.data))
+    }
+
+    /// [`Trainer::save`] with `buffer` in place of this process's own (the gathered whole of a
+    /// data-parallel run).
+    pub fn save_with_buffer(
+        &self,
+        root: &Path,
+        name: &str,
+        state: &TrainState,
+        buffer: Option<&Tensor>,
+    ) -> crate::Result<std::path::PathBuf> {
         let (recent_ce, recent_gap) = self.trend.values();
-        let state = TrainState { recent_ce, recent_gap, ..state.clone() };
-        checkpoint::save(root, name, &self.contents(&state))
+        let world_size = self.shard.map_or(1, |(_, w)| w);
+        let state = TrainState { recent_ce, recent_gap, world_size, ..state.clone() };
+        checkpoint::save(root, name, &Contents { buffer, ..self.contents(&state) })
     }
 
     /// Loads weights, optimiser moments, buffer and chain length from checkpoint `dir`; returns
@@ -208,6 +243,10 @@ impl Trainer {
         self.opt.load(&dir.join(checkpoint::OPTIM_FILE), manifest.state.optimizer_steps)?;
         let buffer = self.negatives.as_mut().and_then(|n| n.buffer.as_mut());
         if let (Some(b), Some(saved)) = (buffer, checkpoint::load_buffer(dir)?) {
+            let saved = match self.shard {
+                Some((r, w)) => crate::dist::shard::slice(&saved, r, w, b.classes.unwrap_or(1))?,
+                None => saved,
+            };
             if saved.size() != b.data.size() {
                 bail!("{}: buffer of shape {:?}, the config needs {:?}", dir.display(), saved.size(), b.data.size());
             }

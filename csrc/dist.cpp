@@ -1,0 +1,160 @@
+// Data-parallel communication on PyTorch's own c10d (the library torch.distributed runs on): a
+// TCPStore for the rendezvous and a ProcessGroupGloo for the collectives, as libtorch_cpu exports
+// them. Compiled by build.rs against the libtorch headers (and Gloo's, which the torch wheel does
+// not ship) only when Gloo's headers are found; see src/dist/ffi.rs.
+//
+// Every function reports a C++ exception as a message (freed by the caller with ebm_free_error)
+// instead of unwinding into Rust; c10 errors give their message without the C++ backtrace.
+#define USE_C10D_GLOO 1
+#include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+char *copy_text(const std::string &what) {
+  char *out = static_cast<char *>(std::malloc(what.size() + 1));
+  if (out != nullptr) std::memcpy(out, what.c_str(), what.size() + 1);
+  return out;
+}
+
+// Runs `body`, turning an exception into `*error` and the return value -1.
+template <typename F>
+int guarded(char **error, F body) {
+  try {
+    body();
+    return 0;
+  } catch (const c10::Error &e) {
+    *error = copy_text(e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    *error = copy_text(e.what());
+  }
+  return -1;
+}
+
+bool is_loopback(const std::string &host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+}  // namespace
+
+struct EbmGroup {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::chrono::milliseconds timeout;
+};
+
+extern "C" {
+
+// Connects to the TCPStore at host:port (rank 0 hosts it); no process group yet, so that the
+// caller can check through the store who joined, and with what world size, before Gloo's own
+// rendezvous (which would only time out).
+EbmGroup *ebm_dist_connect(const char *host, int port, int rank, int world, long long timeout_ms, char **error) {
+  EbmGroup *out = nullptr;
+  guarded(error, [&] {
+    const std::chrono::milliseconds timeout(timeout_ms);
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(port);
+    so.isServer = rank == 0;
+    so.numWorkers = static_cast<std::size_t>(world);
+    so.waitWorkers = false;
+    so.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+    out = new EbmGroup{store, nullptr, timeout};
+  });
+  return out;
+}
+
+// Builds the Gloo process group of `world` ranks over the store. Gloo's sockets bind to: the
+// interface GLOO_SOCKET_IFNAME names if set (torchrun's variable), the loopback address when
+// host is a loopback address, else the address this machine's hostname resolves to (c10d's
+// default device).
+int ebm_dist_start_group(EbmGroup *g, const char *host, int rank, int world, char **error) {
+  return guarded(error, [&] {
+    auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
+    const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname != nullptr && *ifname != '\0') {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else if (is_loopback(host)) {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    opts->threads = 1;
+    auto store = c10::static_intrusive_pointer_cast<c10d::Store>(g->store);
+    g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+  });
+}
+
+void ebm_dist_free(EbmGroup *g) { delete g; }
+
+// store[key] = value (bytes).
+int ebm_dist_store_set(EbmGroup *g, const char *key, const char *value, char **error) {
+  return guarded(error, [&] {
+    const std::string v(value);
+    g->store->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+  });
+}
+
+// store[key], waiting up to timeout_ms for it to exist; the caller frees *value (ebm_free_error).
+int ebm_dist_store_get(EbmGroup *g, const char *key, long long timeout_ms, char **value, char **error) {
+  return guarded(error, [&] {
+    g->store->wait({key}, std::chrono::milliseconds(timeout_ms));
+    const auto bytes = g->store->get(key);
+    *value = copy_text(std::string(bytes.begin(), bytes.end()));
+  });
+}
+
+// Whether every key exists now (1) or not (0), without waiting.
+int ebm_dist_store_check(EbmGroup *g, const char *key, int *exists, char **error) {
+  return guarded(error, [&] { *exists = g->store->check({key}) ? 1 : 0; });
+}
+
+// In place: t = op over ranks of t (op 0: sum, 1: max, 2: min).
+int ebm_dist_all_reduce(EbmGroup *g, at::Tensor *t, int op, char **error) {
+  return guarded(error, [&] {
+    std::vector<at::Tensor> v{*t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op == 1 ? c10d::ReduceOp::MAX : op == 2 ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
+    o.timeout = g->timeout;
+    g->pg->allreduce(v, o)->wait(g->timeout);
+  });
+}
+
+// In place: t = rank root's t.
+int ebm_dist_broadcast(EbmGroup *g, at::Tensor *t, int root, char **error) {
+  return guarded(error, [&] {
+    std::vector<at::Tensor> v{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.timeout = g->timeout;
+    g->pg->broadcast(v, o)->wait(g->timeout);
+  });
+}
+
+// out[r] = rank r's input, for out of shape [world, ...input's shape] (contiguous).
+int ebm_dist_all_gather(EbmGroup *g, const at::Tensor *input, at::Tensor *out, char **error) {
+  return guarded(error, [&] {
+    std::vector<at::Tensor> in{*input};
+    std::vector<std::vector<at::Tensor>> outs(1);
+    for (int64_t r = 0; r < out->size(0); ++r) outs[0].push_back(out->select(0, r));
+    c10d::AllgatherOptions o;
+    o.timeout = g->timeout;
+    g->pg->allgather(outs, in, o)->wait(g->timeout);
+  });
+}
+
+int ebm_dist_barrier(EbmGroup *g, char **error) {
+  return guarded(error, [&] {
+    c10d::BarrierOptions o;
+    o.timeout = g->timeout;
+    g->pg->barrier(o)->wait(g->timeout);
+  });
+}
+
+}  // extern "C"
