@@ -18,8 +18,7 @@ use tch::{Device, Kind};
 const BASE_CONFIG: &str = include_str!("../../configs/toy2d.toml");
 
 /// Every objective of the table, in order. `is-mle-adaptive` is `is-mle` with the adaptive proposal.
-pub const OBJECTIVES: [&str; 10] =
-    ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive", "mpf", "ksd"];
+pub const OBJECTIVES: [&str; 10] = ["pcd", "cd", "sm", "ssm", "dsm", "nce", "is-mle", "is-mle-adaptive", "mpf", "ksd"];
 
 /// Objectives that run by name (`--objective NAME`) but are not yet in `all`: they do not learn
 /// these densities yet (README, "Validation on 2-D densities").

@@ -200,18 +200,21 @@ mod tests {
     use tch::Device;
 
     /// The cross-entropy of a batch, with fresh samples drawn from a buffer filled with `fill`.
-    fn ce_with_buffer(norm: &str, fill: f64) -> f64 {
+    /// The cross-entropy of one batch under `norm`, with the replay buffer filled with each of
+    /// `fills` in turn: one network and one batch (drawn once, so tests running beside this one
+    /// and drawing from libtorch's global generator cannot make the two differ).
+    fn ce_with_buffer(norm: &str, fills: [f64; 2]) -> [f64; 2] {
         let text = format!("[model]\npreset = \"convnet-small\"\nwidth = 4\nnorm = \"{norm}\"\n[buffer]\nsize = 16\nreinit_fraction = 0.0\n[sgld]\nsteps = 1\n");
         let cfg = TrainConfig::parse(&text, &[]).unwrap();
-        tch::manual_seed(0);
         let mut t = Trainer::new(&cfg, Device::Cpu, 1.0).unwrap();
-        let n = t.negatives.as_mut().unwrap();
-        let b = n.buffer.as_mut().unwrap();
-        b.data = b.data.full_like(fill);
         let x = Tensor::rand([8, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         let y = Tensor::arange(8, (Kind::Int64, Device::Cpu));
-        let terms = t.objective.loss(&t.net, &Inputs::new(&x, Some(&y)), t.negatives.as_mut());
-        terms.logs.iter().find(|(k, _)| *k == "ce").unwrap().1.double_value(&[])
+        fills.map(|fill| {
+            let b = t.negatives.as_mut().unwrap().buffer.as_mut().unwrap();
+            b.data = b.data.full_like(fill);
+            let terms = t.objective.loss(&t.net, &Inputs::new(&x, Some(&y)), t.negatives.as_mut());
+            terms.logs.iter().find(|(k, _)| *k == "ce").unwrap().1.double_value(&[])
+        })
     }
 
     /// With BatchNorm the data and the samples are separate passes: the classifier's loss on a
@@ -219,7 +222,7 @@ mod tests {
     /// norm, where it is harmless) it does: the check can fail.
     #[test]
     fn batch_norm_statistics_never_mix_data_and_samples() {
-        let (a, b) = (ce_with_buffer("batch", -0.9), ce_with_buffer("batch", 0.9));
+        let [a, b] = ce_with_buffer("batch", [-0.9, 0.9]);
         assert_eq!(a, b, "the samples changed the data's logits under BatchNorm");
         let cfg =
             TrainConfig::parse("[model]\npreset = \"convnet-small\"\nwidth = 4\nnorm = \"batch\"\n", &[]).unwrap();

@@ -8,9 +8,9 @@
 //! to the objectives that draw no model samples.
 pub mod hybrid;
 pub mod is_mle;
+pub mod ksd;
 pub mod learned_sampler;
 pub mod mpf;
-pub mod ksd;
 pub mod nce;
 pub mod score_matching;
 
