@@ -17,6 +17,11 @@ pub struct Env {
 }
 
 impl Env {
+    /// Rank `rank` of `world` on one machine, meeting at 127.0.0.1:`port` (the tests' rendezvous).
+    pub fn loopback(rank: usize, world: usize, port: u16) -> Env {
+        Env { rank, world, local_rank: rank, local_world: world, master_addr: "127.0.0.1".into(), master_port: port }
+    }
+
     /// The worker's place from the process environment; None when WORLD_SIZE is not set (a plain
     /// one-process run).
     pub fn from_process() -> crate::Result<Option<Env>> {

@@ -46,14 +46,7 @@ mod tests {
         let port = free_port();
         let rank = move |r: usize| {
             std::thread::spawn(move || {
-                let env = Env {
-                    rank: r,
-                    world: 2,
-                    local_rank: r,
-                    local_world: 2,
-                    master_addr: "127.0.0.1".into(),
-                    master_port: port,
-                };
+                let env = Env::loopback(r, 2, port);
                 let g = Group::connect(&env, Duration::from_secs(20)).unwrap();
                 let x = Tensor::from_slice(&[1.0f32 + r as f32, 10.0 * (r as f32 + 1.0)]);
                 g.all_reduce(&x, ReduceOp::Sum).unwrap();
@@ -81,14 +74,7 @@ mod tests {
     #[test]
     fn a_mismatched_world_size_is_one_clear_error() {
         let port = free_port();
-        let env = |rank, world| Env {
-            rank,
-            world,
-            local_rank: rank,
-            local_world: world,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
-        };
+        let env = |rank, world| Env::loopback(rank, world, port);
         let e0 = env(0, 2);
         let host =
             std::thread::spawn(move || Group::connect(&e0, Duration::from_secs(3)).err().map(|e| format!("{e:#}")));

@@ -138,14 +138,7 @@ mod tests {
         let rank = |r: usize| {
             let half = x.narrow(0, 8 * r as i64, 8).copy();
             std::thread::spawn(move || {
-                let env = Env {
-                    rank: r,
-                    world: 2,
-                    local_rank: r,
-                    local_world: 2,
-                    master_addr: "127.0.0.1".into(),
-                    master_port: port,
-                };
+                let env = Env::loopback(r, 2, port);
                 let cfg = config();
                 let mut d = DistRun::join(&env, &cfg).unwrap();
                 tch::manual_seed(100 + r as i64); // different starts: the broadcast makes them rank 0's
