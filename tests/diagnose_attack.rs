@@ -26,7 +26,8 @@ fn diagnose_reports_every_statistic_and_refuses_bad_flags() {
         &["train.max_steps=60", "data.spec=\"toy2d:8gaussians:2000\"", "sgld.sampler=\"mala\"", "sgld.step_size=0.01"],
     );
     let r = run.to_str().unwrap();
-    let base = ["diagnose", "--ckpt", r, "--device", "cpu", "--chains", "6", "--steps", "100", "--max-points", "200"];
+    let base =
+        ["diagnose", "--ckpt", r, "--device", "cpu", "--chains", "6", "--sgld-steps", "100", "--max-points", "200"];
     let with = |extra: &[&'static str]| joined(&base, extra);
     let v = json(&ok(&with(&["--data", "toy2d:8gaussians:500:test", "--permutations", "50", "--json"])));
     assert_eq!(
@@ -75,7 +76,7 @@ fn attack_at_eps_zero_is_clean_accuracy_and_a_large_eps_costs_accuracy() {
     let data = "synthetic:shapes:128:test";
     let eval = json(&ok(&["eval", "--ckpt", r, "--data", data, "--device", "cpu", "--json"]));
     let acc = eval["accuracy"].as_f64().unwrap();
-    let base = ["attack", "--ckpt", r, "--data", data, "--device", "cpu", "--steps", "5", "--json"];
+    let base = ["attack", "--ckpt", r, "--data", data, "--device", "cpu", "--pgd-steps", "5", "--json"];
     let v = json(&ok(&[&base[..], &["--eps", "0", "--eps", "0.5"]].concat()));
     let res = v["results"].as_array().unwrap();
     assert_eq!(res[0]["clean_accuracy"].as_f64(), Some(acc), "{v} vs eval {eval}");

@@ -22,10 +22,10 @@ pub struct AttackArgs {
     /// is 16/255 here); repeat for a curve.
     #[arg(long, required = true)]
     pub eps: Vec<f64>,
-    /// PGD iterations.
-    #[arg(long, default_value_t = 20)]
+    /// PGD iterations (--sgld-steps are the defence's sampler steps).
+    #[arg(long = "pgd-steps", alias = "steps", value_name = "N", default_value_t = 20)]
     pub steps: usize,
-    /// Step length of each iteration (default 2.5 eps / steps, Madry et al.'s choice).
+    /// Step length of each iteration (default 2.5 eps / pgd-steps, Madry et al.'s choice).
     #[arg(long)]
     pub step_size: Option<f64>,
     /// JEM's defence: this many steps of the checkpoint's sampler refine each input before it is
@@ -93,7 +93,7 @@ fn attack_all(a: &AttackArgs, norm: Norm) -> anyhow::Result<(Curve, String)> {
 pub fn run(a: AttackArgs) -> anyhow::Result<()> {
     let norm = Norm::parse(&a.norm)?;
     if a.steps == 0 {
-        bail!("--steps 0: PGD needs at least one iteration");
+        bail!("--pgd-steps 0: PGD needs at least one iteration");
     }
     if let Some(bad) = a.eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
         bail!("--eps {bad}: must be a finite number >= 0");

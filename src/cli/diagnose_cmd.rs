@@ -15,8 +15,8 @@ pub struct DiagnoseArgs {
     /// Independent chains, started in U(-r, r) (overdispersed, as R-hat needs).
     #[arg(long, default_value_t = 16)]
     pub chains: i64,
-    /// Transitions of the checkpoint's configured sampler per chain.
-    #[arg(long, default_value_t = 1000)]
+    /// Transitions of the checkpoint's configured sampler per chain (the shared --sgld-steps).
+    #[arg(long = "sgld-steps", alias = "steps", value_name = "K", default_value_t = 1000)]
     pub steps: usize,
     /// Share of each chain dropped as warm-up before judging it, in [0, 1).
     #[arg(long, default_value_t = 0.5)]
@@ -47,7 +47,7 @@ fn check(a: &DiagnoseArgs) -> anyhow::Result<()> {
         bail!("--burn-in {}: must be in [0, 1)", a.burn_in);
     }
     if a.steps as f64 * (1.0 - a.burn_in) < 8.0 {
-        bail!("--steps {} with --burn-in {}: at least 8 kept draws per chain are needed", a.steps, a.burn_in);
+        bail!("--sgld-steps {} with --burn-in {}: at least 8 kept draws per chain are needed", a.steps, a.burn_in);
     }
     if a.max_points < 2 {
         bail!("--max-points {}: at least 2", a.max_points);
