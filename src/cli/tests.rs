@@ -70,7 +70,10 @@ fn shared_flags_have_one_name_everywhere() {
         for arg in cmd.get_arguments() {
             let long = arg.get_long().unwrap_or_default();
             assert!(!["steps", "sampler-steps"].contains(&long), "{path} --{long}: sampler steps are --sgld-steps");
-            assert!(long != "batch" || path == "ebm bench", "{path} --batch: only a training batch is --batch");
+            assert!(
+                long != "batch" || ["ebm bench", "ebm experiment rbm"].contains(&path),
+                "{path} --batch: only a training batch is --batch"
+            );
             if long == "device" {
                 let default: Vec<String> =
                     arg.get_default_values().iter().map(|v| v.to_string_lossy().into()).collect();
