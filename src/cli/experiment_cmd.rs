@@ -66,7 +66,7 @@ pub struct RbmArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct Toy2dArgs {
-    /// pcd, cd, sm, ssm, dsm, nce, is-mle, is-mle-adaptive, mpf, learned-sampler or all.
+    /// pcd, cd, sm, ssm, dsm, nce, is-mle, is-mle-adaptive, mpf, ksd, learned-sampler or all.
     #[arg(long, default_value = "all")]
     pub objective: String,
     /// 8gaussians, rings, checkerboard or all.
