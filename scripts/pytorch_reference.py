@@ -266,11 +266,13 @@ def sync(device):
 def jem_iteration_fn(a, device):
     """A closure running one JEM iteration; returns whether the probe found it diverged."""
     net = EnergyNet(wrn_config(a.depth, a.width)).to(device)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     params = list(net.parameters())
     opt = torch.optim.Adam(params, lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     b, shape = a.batch, (3, 32, 32)
-    buffer = torch.rand(a.buffer_size, *shape, device=device) * 2 - 1
-    x_data = torch.rand(b, *shape, device=device) * 2 - 1
+    buffer = (torch.rand(a.buffer_size, *shape, device=device) * 2 - 1).contiguous(memory_format=fmt)
+    x_data = (torch.rand(b, *shape, device=device) * 2 - 1).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (b,), device=device)
 
     def sample():
@@ -362,6 +364,7 @@ def bench(a):
         "device": str(device),
         "batch": a.batch,
         "sgld_steps": a.sgld_steps,
+        "layout": "channels-last" if a.channels_last and a.case == "jem" else "nchw",
         "torch": torch.__version__,
         # Linux reports ru_maxrss in KiB.
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -398,6 +401,8 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--channels-last", action="store_true",
+                   help="jem: the network, data and buffer in torch.channels_last (JEM's code runs NCHW)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--energies", metavar="CKPT", help="print E(x) of this ebm checkpoint folder for --input")
     p.add_argument("--input", metavar="X.npy", help="inputs of --energies")
@@ -421,7 +426,8 @@ def main():
         return
     what = (f"WRN-{a.depth}-{a.width}, batch {a.batch}, {a.sgld_steps} SGLD steps" if jem else
             f"mlp-2d ({a.layers} x {a.hidden}), {a.batch} points, {a.sgld_steps} {a.variant} Langevin steps")
-    print(f"PyTorch {r['torch']}  {a.case}: {what}, {r['device']}, {r['threads']} threads, {r['parameters']} parameters")
+    print(f"PyTorch {r['torch']}  {a.case}: {what}, {r['device']}, {r['threads']} threads, {r['parameters']} parameters, "
+          f"{r['layout']}")
     print(f"s per iteration   {r['seconds_per_iter']:.4f} (median of {a.iters}; mean {r['seconds_per_iter_mean']:.4f})")
     print(f"peak RSS (MiB)    {r['peak_rss_mib']:.0f}")
     if "cuda_max_allocated_mib" in r:

@@ -62,7 +62,7 @@ fn energies_and_grads(cfg: &ModelConfig) -> [(Tensor, Tensor); 2] {
         assert_eq!((e.kind(), g.kind()), (Kind::Float, Kind::Float), "energy and input gradient stay float32");
         (e, g)
     };
-    [run(Precision::Float32), run(BF16)]
+    [run(Precision::FLOAT32), run(BF16)]
 }
 
 fn check_energy_and_input_gradient(cfg: &ModelConfig) {
@@ -120,7 +120,7 @@ fn one_jem_step(model: &ModelConfig, p: Precision) -> (Params, Params, Params) {
 
 fn check_training_step(model: &ModelConfig) {
     let _seeded = seeded();
-    let (g32, p32, b32) = one_jem_step(model, Precision::Float32);
+    let (g32, p32, b32) = one_jem_step(model, Precision::FLOAT32);
     let (g16, p16, b16) = one_jem_step(model, BF16);
     let (mut agree, mut total, mut any_diff) = (0i64, 0i64, false);
     let flat = |g: &Params| Tensor::cat(&g.values().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0);

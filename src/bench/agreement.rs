@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn the_same_device_and_precision_agree_exactly() {
         // The weights are copied, not re-drawn: a float32 comparison of the CPU with itself is exact.
-        let a = step_agreement(&convnet(), Device::Cpu, Device::Cpu, Precision::Float32, 8).unwrap();
+        let a = step_agreement(&convnet(), Device::Cpu, Device::Cpu, Precision::FLOAT32, 8).unwrap();
         assert_eq!((a.energy, a.input_grad, a.param_grad), (0.0, 0.0, 0.0), "{a:?}");
         assert!(a.pass);
     }

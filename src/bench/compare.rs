@@ -83,6 +83,9 @@ pub struct SideRun {
     pub batch: i64,
     /// SGLD steps per iteration (jem) or Langevin steps per run (sampler2d).
     pub sgld_steps: usize,
+    /// The convolutions' memory layout: "nchw" or "channels-last" (always "nchw" without convolutions).
+    #[serde(default = "nchw")]
+    pub layout: String,
     /// Peak resident set of the process (VmHWM / ru_maxrss), MiB.
     pub peak_rss_mib: Option<f64>,
     /// Peak used device memory from NVML (device-wide, with the CUDA context), MiB.
@@ -93,6 +96,10 @@ pub struct SideRun {
     pub cuda_max_reserved_mib: Option<f64>,
     /// torch's version (the reference only).
     pub torch: Option<String>,
+}
+
+fn nchw() -> String {
+    "nchw".into()
 }
 
 /// Smallest, median and largest of a set of values.
@@ -193,6 +200,7 @@ fn side_run(
     parameters: i64,
     device: Device,
     gpu: Option<PeakSampler>,
+    channels_last: bool,
 ) -> SideRun {
     let gpu = gpu.map(PeakSampler::finish);
     SideRun {
@@ -208,6 +216,7 @@ fn side_run(
         device: crate::device::device_name(device),
         batch: cfg.data.batch_size as i64,
         sgld_steps: cfg.sampler.steps,
+        layout: if channels_last { "channels-last" } else { "nchw" }.into(),
         peak_rss_mib: peak_rss_mib(),
         gpu_peak_mib: gpu.as_ref().map(|m| m.peak_mib),
         gpu_before_mib: gpu.as_ref().map(|m| m.before_mib),
@@ -227,7 +236,8 @@ pub fn time_jem(cfg: &TrainConfig, iters: usize, warmup: usize, device: Device) 
     let mut jem = JemStep::new(&cfg, device)?;
     let (times, diverged) = timed(iters, warmup, device, || jem.step());
     let parameters = count_parameters(&jem.trainer.vs);
-    Ok(side_run(Case::Jem, &cfg, times, diverged, parameters, device, gpu))
+    let channels_last = jem.trainer.net.precision.channels_last();
+    Ok(side_run(Case::Jem, &cfg, times, diverged, parameters, device, gpu, channels_last))
 }
 
 /// Times `iters` runs of the configured sampler (`sampling::from_config` of `cfg.sampler`, as the
@@ -247,7 +257,7 @@ pub fn time_sampler(cfg: &TrainConfig, iters: usize, warmup: usize, device: Devi
         let _ = sampler.sample_energy(crate::sampling::Energy::Net(&net), &x0, steps);
         false
     });
-    Ok(side_run(Case::Sampler2d, cfg, times, diverged, count_parameters(&vs), device, gpu))
+    Ok(side_run(Case::Sampler2d, cfg, times, diverged, count_parameters(&vs), device, gpu, false))
 }
 
 /// The settings of a case in words.
@@ -276,6 +286,7 @@ pub fn reference_args(
     warmup: usize,
     threads: i32,
     device: Device,
+    channels_last: bool,
 ) -> crate::Result<Vec<String>> {
     let m = &cfg.model;
     let s = &cfg.sampler;
@@ -331,6 +342,9 @@ pub fn reference_args(
     arg("--warmup", warmup.to_string());
     arg("--threads", threads.to_string());
     arg("--device", crate::device::device_name(device));
+    if channels_last && case == Case::Jem {
+        args.push("--channels-last".into());
+    }
     args.push("--json".into());
     if !unsupported.is_empty() {
         bail!("the PyTorch reference runs the {} case only with {}", case.name(), unsupported.join(", "));
@@ -410,6 +424,7 @@ mod tests {
             device: "cpu".into(),
             batch: 1,
             sgld_steps: 1,
+            layout: "nchw".into(),
             peak_rss_mib: None,
             gpu_peak_mib: None,
             gpu_before_mib: None,
@@ -440,21 +455,22 @@ mod tests {
     #[test]
     fn the_reference_gets_the_configs_settings_and_refuses_what_it_cannot_run() {
         let cfg = jem_config(&["model.depth=10", "model.width=2", "data.batch_size=16", "sgld.steps=5"]);
-        let args = reference_args(Case::Jem, &cfg, 3, 1, 2, Device::Cpu).unwrap().join(" ");
+        let args = reference_args(Case::Jem, &cfg, 3, 1, 2, Device::Cpu, false).unwrap().join(" ");
         for want in ["--case jem", "--depth 10", "--width 2", "--batch 16", "--sgld-steps 5", "--step-size 1"] {
             assert!(args.contains(want), "{want} missing in {args}");
         }
         for want in ["--noise 0.01", "--buffer-size 10000", "--reinit 0.05", "--lr 0.0001", "--threads 2"] {
             assert!(args.contains(want), "{want} missing in {args}");
         }
-        let e = reference_args(Case::Jem, &jem_config(&["model.norm=\"batch\""]), 1, 0, 1, Device::Cpu).unwrap_err();
+        let e =
+            reference_args(Case::Jem, &jem_config(&["model.norm=\"batch\""]), 1, 0, 1, Device::Cpu, false).unwrap_err();
         assert!(e.to_string().contains("model.norm"), "{e}");
         let two_d = TrainConfig::parse(SAMPLER2D_CONFIG, &["sgld.steps=1000".into()]).unwrap();
-        let args = reference_args(Case::Sampler2d, &two_d, 1, 0, 1, Device::Cpu).unwrap().join(" ");
+        let args = reference_args(Case::Sampler2d, &two_d, 1, 0, 1, Device::Cpu, false).unwrap().join(" ");
         for want in ["--variant textbook", "--step-size 0.01", "--hidden 128", "--layers 3", "--sgld-steps 1000"] {
             assert!(args.contains(want), "{want} missing in {args}");
         }
-        assert!(reference_args(Case::Jem, &two_d, 1, 0, 1, Device::Cpu).is_err());
+        assert!(reference_args(Case::Jem, &two_d, 1, 0, 1, Device::Cpu, false).is_err());
         assert_eq!(Case::parse_list("both").unwrap(), vec![Case::Jem, Case::Sampler2d]);
         assert!(Case::parse_list("wrn").is_err());
     }

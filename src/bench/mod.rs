@@ -49,7 +49,8 @@ pub struct TrainBench {
 /// A short name of a precision, as the bench prints it.
 pub fn precision_name(p: Precision) -> &'static str {
     match p {
-        Precision::Float32 => "float32",
+        Precision::Float32 { channels_last: false } => "float32",
+        Precision::Float32 { channels_last: true } => "float32+channels-last",
         Precision::Bf16 { channels_last: false } => "bf16",
         Precision::Bf16 { channels_last: true } => "bf16+channels-last",
     }

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Rounds of --compare-pytorch (one ebm run and one PyTorch run each).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// With --compare-pytorch: run the reference's network, data and buffer in torch.channels_last
+    /// (JEM's code, and the reference by default, run NCHW; ebm's layout is train.channels_last)
+    #[arg(long)]
+    pub pytorch_channels_last: bool,
     /// Points of the sampler2d case.
     #[arg(long, default_value_t = 1000)]
     pub points: usize,
@@ -147,7 +151,7 @@ fn say(note: Option<&str>) {
 /// `ebm bench --agreement`: the CPU/device agreement table.
 fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device) -> anyhow::Result<()> {
     use ebm::models::Precision;
-    let rows = [Precision::Float32, Precision::fast(device)]
+    let rows = [Precision::FLOAT32, Precision::fast(device)]
         .into_iter()
         .map(|p| ebm::bench::agreement::step_agreement(model, tch::Device::Cpu, device, p, batch.clamp(1, 16)))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -277,10 +281,11 @@ fn one_case(a: &BenchArgs, case: Case, device: tch::Device, note: Option<&str>) 
         return Ok(());
     }
     println!(
-        "case               {}: {} ({} parameters), float32",
+        "case               {}: {} ({} parameters), float32, {}",
         case.name(),
         compare::describe(case, &cfg),
-        r.parameters
+        r.parameters,
+        r.layout
     );
     println!("device             {} ({} threads)", r.device, r.threads);
     println!(
@@ -344,7 +349,8 @@ fn compare_pytorch(a: &BenchArgs, device: tch::Device, note: Option<&str>) -> an
         let cfg = case_config(a, case)?;
         say(note.take());
         let threads = threads_for(a, &cfg);
-        let args = compare::reference_args(case, &cfg, a.iters.max(1), a.warmup, threads, device)?;
+        let args =
+            compare::reference_args(case, &cfg, a.iters.max(1), a.warmup, threads, device, a.pytorch_channels_last)?;
         let settings = format!("{}, {threads} threads", compare::describe(case, &cfg));
         eprintln!("bench: {} ({settings}): {} rounds of ebm and PyTorch, alternating", case.name(), a.rounds);
         let (ebm_runs, torch_runs) = compare::alternate(
@@ -379,6 +385,7 @@ fn compare_pytorch(a: &BenchArgs, device: tch::Device, note: Option<&str>) -> an
     for c in &results {
         println!();
         println!("{}: {} ({} parameters)", c.case, c.settings, c.ebm[0].parameters);
+        println!("layout: ebm {}, PyTorch {}", c.ebm[0].layout, c.pytorch[0].layout);
         println!("{:<17}{:>10}{:>10}{:>10}   peak memory MiB", "", "min", "median", "max");
         for (name, s, runs) in
             [("ebm s/iter", &c.ebm_seconds, &c.ebm), ("PyTorch s/iter", &c.pytorch_seconds, &c.pytorch)]

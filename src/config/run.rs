@@ -35,15 +35,22 @@ pub struct LoopConfig {
     /// The fast mode (bf16 conv/linear on float32 master weights, channels-last on CUDA):
     /// "auto" (on for CUDA, off on the CPU), true or false.
     pub fast: FastMode,
+    /// Convolutions on NHWC ("channels-last") copies of their inputs and weights, the NCHW
+    /// masters untouched: "auto" (on the CPU in float32, where oneDNN runs NHWC convolutions
+    /// without reordering to its blocked layouts, measured faster; on CUDA in the fast mode, for
+    /// cuDNN's tensor-core kernels), true or false. Same values, other rounding: a run is exactly
+    /// reproducible for a given setting, not across settings.
+    pub channels_last: FastMode,
     /// Also write TensorBoard event files into the run folder, beside metrics.jsonl: its scalars
     /// and the sample grids (`tensorboard --logdir RUN`).
     pub tensorboard: bool,
 }
 
-/// The fast-mode switch as configs write it: `true`, `false` or `"auto"` (also `"on"`, `"off"`).
+/// A switch as configs write it: `true`, `false` or `"auto"` (also `"on"`, `"off"`), where
+/// `auto` leaves the choice to the program (`train.fast`, `train.channels_last`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FastMode {
-    /// On for CUDA devices, off on the CPU.
+    /// The program's choice for the device at hand.
     #[default]
     Auto,
     On,
@@ -51,10 +58,15 @@ pub enum FastMode {
 }
 
 impl FastMode {
-    /// Whether the fast mode runs on `device`.
+    /// Whether the fast mode runs on `device`: `auto` means on for CUDA devices, off on the CPU.
     pub fn resolve(self, device: tch::Device) -> bool {
+        self.or(device.is_cuda())
+    }
+
+    /// The switch's value, `auto` standing for `auto_value`.
+    pub fn or(self, auto_value: bool) -> bool {
         match self {
-            FastMode::Auto => device.is_cuda(),
+            FastMode::Auto => auto_value,
             FastMode::On => true,
             FastMode::Off => false,
         }
@@ -117,6 +129,7 @@ impl Default for LoopConfig {
             threads: 0,
             deterministic: false,
             fast: FastMode::Auto,
+            channels_last: FastMode::Auto,
             tensorboard: false,
         }
     }

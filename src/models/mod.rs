@@ -98,7 +98,7 @@ impl EnergyNet {
             }
             Head::Energy => (None, Some(Linear::new(&(p / "energy_output"), d, 1, false, WeightInit::PyTorch))),
         };
-        EnergyNet { cfg: cfg.clone(), backbone, class_output, energy_output, precision: Precision::Float32 }
+        EnergyNet { cfg: cfg.clone(), backbone, class_output, energy_output, precision: Precision::FLOAT32 }
     }
 
     /// The same network computing in precision `p` (the weights are not touched).
@@ -135,7 +135,7 @@ impl EnergyNet {
     pub fn mlp_weights(&self) -> Option<mlp::MlpWeights> {
         let mlp = self.backbone.as_mlp()?;
         let head = self.energy_output.as_ref()?;
-        if self.precision != Precision::Float32 {
+        if self.precision.is_fast() {
             return None;
         }
         let (layers, act) = mlp.eval_parameters();
@@ -212,6 +212,69 @@ mod tests {
         cfg.depth = 10;
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("model.pool") && e.contains("only the ConvNet"), "{e}");
+    }
+
+    /// The channels-last layout is the same function: energies, input gradients and parameter
+    /// gradients of a WRN equal NCHW's to float32 rounding, the convolutions' operands are NHWC,
+    /// and the masters and their gradients keep the NCHW layout checkpoints are written in.
+    #[test]
+    fn channels_last_computes_the_same_energy_and_gradients() {
+        let mut cfg = ModelConfig::from_preset("wrn-16-2").unwrap();
+        cfg.depth = 10;
+        let (vs, mut vs1) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let nchw = EnergyNet::new(&vs.root(), &cfg);
+        let nhwc = EnergyNet::new(&vs1.root(), &cfg).with_precision(Precision::Float32 { channels_last: true });
+        vs1.copy(&vs).unwrap();
+        let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+        let run = |net: &EnergyNet, vs: &nn::VarStore| {
+            let xg = x.copy().set_requires_grad(true);
+            let e = net.energy(&xg, true);
+            for (_, v) in vs.variables() {
+                let mut g = v.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            e.sum(Kind::Float).backward();
+            let mut grads: Vec<(String, Tensor)> = vs
+                .variables()
+                .into_iter()
+                .filter(|(_, v)| v.grad().defined())
+                .map(|(n, v)| (n, v.grad().copy()))
+                .collect();
+            grads.sort_by(|a, b| a.0.cmp(&b.0));
+            (e.detach(), xg.grad(), grads)
+        };
+        let (e0, gx0, g0) = run(&nchw, &vs);
+        let (e1, gx1, g1) = run(&nhwc, &vs1);
+        let rel = |a: &Tensor, b: &Tensor| f64::try_from((a - b).norm() / b.norm()).unwrap();
+        assert!(rel(&e1, &e0) < 1e-5, "energy {}", rel(&e1, &e0));
+        assert!(rel(&gx1, &gx0) < 1e-4, "dE/dx {}", rel(&gx1, &gx0));
+        let nhwc_operand = Precision::Float32 { channels_last: true }.input(&x);
+        assert!(
+            precision::is_channels_last(&nhwc_operand) && !precision::is_channels_last(&Precision::FLOAT32.input(&x))
+        );
+        assert!(g0.len() > 10 && g0.len() == g1.len());
+        for ((name, a), (_, b)) in g1.iter().zip(&g0) {
+            assert!(rel(a, b) < 1e-4, "{name}: {}", rel(a, b));
+        }
+        for (name, v) in vs1.variables() {
+            assert!(v.is_contiguous() && (!v.grad().defined() || v.grad().is_contiguous()), "{name} is not contiguous");
+        }
+    }
+
+    /// `train.channels_last = "auto"`: NHWC for float32 on the CPU and bf16 on CUDA; a set switch wins.
+    #[test]
+    fn the_layout_switch_resolves_per_device_and_precision() {
+        use crate::config::FastMode::{Auto, Off, On};
+        let (cpu, gpu) = (Device::Cpu, Device::Cuda(0));
+        assert_eq!(Precision::new(false, Auto, cpu), Precision::Float32 { channels_last: true });
+        assert_eq!(Precision::new(false, Auto, gpu), Precision::FLOAT32);
+        assert_eq!(Precision::new(true, Auto, cpu), Precision::Bf16 { channels_last: false });
+        assert_eq!(Precision::new(true, Auto, gpu), Precision::Bf16 { channels_last: true });
+        assert_eq!(Precision::new(false, Off, cpu), Precision::FLOAT32);
+        assert_eq!(Precision::new(false, On, gpu), Precision::Float32 { channels_last: true });
+        assert_eq!(Precision::new(true, Off, gpu), Precision::Bf16 { channels_last: false });
     }
 
     #[test]

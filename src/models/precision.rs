@@ -13,7 +13,10 @@
 //! memory while keeping their NCHW shape (tch has no memory-format API; the permute-contiguous-
 //! permute trick gives the same strides as PyTorch's `channels_last`). cuDNN convolutions keep
 //! that layout for their outputs, so only the first layer's input is converted. The float32
-//! masters are untouched, so checkpoints stay contiguous.
+//! masters are untouched, so checkpoints stay contiguous. float32 does the same on the CPU by
+//! default (`train.channels_last`): oneDNN then convolves NHWC directly instead of reordering
+//! every NCHW input, output and gradient to and from its blocked layout.
+use crate::config::FastMode;
 use tch::{Device, Kind, Tensor};
 
 /// How conv and linear layers compute.
@@ -40,87 +43,101 @@ pub const FLOAT32_TOLERANCE: Tolerance = Tolerance { energy: 1e-3, grad: 1e-3 };
 /// 5e-2 to 7e-2, parameter gradients 9e-3 to 2e-2). So 2e-2 on energies and 1e-1 on gradients.
 pub const BF16_TOLERANCE: Tolerance = Tolerance { energy: 2e-2, grad: 1e-1 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// Everything in float32.
-    #[default]
-    Float32,
+    /// Everything in float32; optionally NHWC (channels-last) copies for the convolutions.
+    Float32 { channels_last: bool },
     /// Conv/linear in bf16 on float32 master weights; optionally NHWC (channels-last) layout.
     Bf16 { channels_last: bool },
 }
 
+impl Default for Precision {
+    fn default() -> Self {
+        Precision::FLOAT32
+    }
+}
+
 impl Precision {
+    /// float32 in the masters' own (NCHW) layout: the reference every other precision is checked against.
+    pub const FLOAT32: Precision = Precision::Float32 { channels_last: false };
+
     /// The agreement with float32 this precision promises: [`FLOAT32_TOLERANCE`] or
     /// [`BF16_TOLERANCE`].
     pub fn tolerance(self) -> Tolerance {
         match self {
-            Precision::Float32 => FLOAT32_TOLERANCE,
+            Precision::Float32 { .. } => FLOAT32_TOLERANCE,
             Precision::Bf16 { .. } => BF16_TOLERANCE,
         }
     }
 
     /// The fast mode's precision on `device`: bf16 everywhere, channels-last only on CUDA, where
-    /// cuDNN's tensor-core kernels want NHWC. On the CPU the layout change is left out: the NHWC
-    /// copies cost time there and oneDNN picks its own layouts (not measured to help).
+    /// cuDNN's tensor-core kernels want NHWC. On the CPU the layout change is left out in bf16
+    /// (not measured to help there).
     pub fn fast(device: Device) -> Self {
         Precision::Bf16 { channels_last: device.is_cuda() }
     }
 
-    /// The precision for a resolved fast-mode switch.
-    pub fn for_fast(fast: bool, device: Device) -> Self {
+    /// The precision of `train.fast` (resolved) and `train.channels_last` on `device`. The
+    /// layout's `auto`: NHWC in float32 on the CPU (oneDNN's NHWC convolutions skip the reorders
+    /// to and from its blocked layouts: the JEM step on WRN-10-2 took 0.75-0.93x the NCHW time in
+    /// alternating runs, BENCHMARKS.md), and in bf16 on CUDA; NCHW otherwise.
+    pub fn new(fast: bool, channels_last: FastMode, device: Device) -> Self {
         if fast {
-            Precision::fast(device)
+            Precision::Bf16 { channels_last: channels_last.or(device.is_cuda()) }
         } else {
-            Precision::Float32
+            Precision::Float32 { channels_last: channels_last.or(!device.is_cuda()) }
+        }
+    }
+
+    /// Whether convolutions run on NHWC copies.
+    pub fn channels_last(self) -> bool {
+        match self {
+            Precision::Float32 { channels_last } | Precision::Bf16 { channels_last } => channels_last,
         }
     }
 
     pub fn is_fast(self) -> bool {
-        self != Precision::Float32
+        matches!(self, Precision::Bf16 { .. })
     }
 
     /// The kind conv/linear layers compute in.
     pub fn compute_kind(self) -> Kind {
         match self {
-            Precision::Float32 => Kind::Float,
+            Precision::Float32 { .. } => Kind::Float,
             Precision::Bf16 { .. } => Kind::BFloat16,
         }
     }
 
     /// The input of a conv or linear layer in the compute kind (and layout).
     pub fn input(self, x: &Tensor) -> Tensor {
-        match self {
-            Precision::Float32 => x.shallow_clone(),
-            Precision::Bf16 { channels_last } => {
-                let x = x.to_kind(Kind::BFloat16);
-                if channels_last && x.dim() == 4 && !is_channels_last(&x) {
-                    to_channels_last(&x)
-                } else {
-                    x
-                }
-            }
+        let x = match self {
+            Precision::Float32 { .. } => x.shallow_clone(),
+            Precision::Bf16 { .. } => x.to_kind(Kind::BFloat16),
+        };
+        if self.channels_last() && x.dim() == 4 && !is_channels_last(&x) {
+            to_channels_last(&x)
+        } else {
+            x
         }
     }
 
     /// A layer's weight (float32 master, possibly normalised) in the compute kind and layout.
     pub fn weight(self, w: &Tensor) -> Tensor {
-        match self {
-            Precision::Float32 => w.shallow_clone(),
-            Precision::Bf16 { channels_last } => {
-                let w = w.to_kind(Kind::BFloat16);
-                if channels_last && w.dim() == 4 {
-                    to_channels_last(&w)
-                } else {
-                    w
-                }
-            }
+        let w = match self {
+            Precision::Float32 { .. } => w.shallow_clone(),
+            Precision::Bf16 { .. } => w.to_kind(Kind::BFloat16),
+        };
+        if self.channels_last() && w.dim() == 4 {
+            to_channels_last(&w)
+        } else {
+            w
         }
     }
 
     /// A bias in the compute kind.
     pub fn bias(self, b: &Tensor) -> Tensor {
         match self {
-            Precision::Float32 => b.shallow_clone(),
+            Precision::Float32 { .. } => b.shallow_clone(),
             Precision::Bf16 { .. } => b.to_kind(Kind::BFloat16),
         }
     }
@@ -192,7 +209,7 @@ mod tests {
         let expect = x.sum_dim_intlist([0].as_slice(), false, Kind::Float).unsqueeze(0).expand([4, 3], false);
         let rel = ((&g - &expect).abs().max() / expect.abs().max()).double_value(&[]);
         assert!(rel < 2e-2, "{rel}");
-        assert_eq!(Precision::Float32.weight(&w).kind(), Kind::Float);
+        assert_eq!(Precision::FLOAT32.weight(&w).kind(), Kind::Float);
         assert_eq!(Precision::fast(Device::Cpu), Precision::Bf16 { channels_last: false });
         assert_eq!(Precision::fast(Device::Cuda(0)), Precision::Bf16 { channels_last: true });
     }

@@ -450,7 +450,9 @@ pub fn load_model_weights(path: &Path, device: tch::Device, weights: Weights) ->
     let config = TrainConfig::from_json(&manifest.config)
         .with_context(|| format!("{}: the manifest's config is invalid", dir.join(MANIFEST).display()))?;
     let mut vs = VarStore::new(device);
-    let net = crate::models::EnergyNet::new(&vs.root(), &config.model);
+    // Evaluations compute in float32, in the layout the run's config asks for on this device.
+    let precision = crate::models::Precision::new(false, config.train.channels_last, device);
+    let net = crate::models::EnergyNet::new(&vs.root(), &config.model).with_precision(precision);
     let has_ema = has_file(&manifest, EMA_FILE);
     let weights = match (weights, has_ema) {
         (Weights::Ema, false) => bail!(

@@ -425,7 +425,8 @@ impl<'a> Run<'a> {
     /// The run's first line: model, size, device, precision, objective and epoch shape.
     fn describe(&self) -> String {
         let precision = match self.trainer.net.precision {
-            Precision::Float32 => "",
+            Precision::Float32 { channels_last: false } => "",
+            Precision::Float32 { channels_last: true } => " (channels-last)",
             Precision::Bf16 { channels_last: true } => " in fast mode (bf16, channels-last)",
             Precision::Bf16 { channels_last: false } => " in fast mode (bf16)",
         };

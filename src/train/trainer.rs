@@ -68,7 +68,7 @@ impl Trainer {
     /// objective declares, with fresh chains in [-range, range].
     pub fn new(cfg: &TrainConfig, device: Device, range: f64) -> crate::Result<Self> {
         let vs = VarStore::new(device);
-        let precision = Precision::for_fast(cfg.train.fast.resolve(device), device);
+        let precision = Precision::new(cfg.train.fast.resolve(device), cfg.train.channels_last, device);
         let net = EnergyNet::new(&vs.root(), &cfg.model).with_precision(precision);
         // The objective's own parameters (if any) exist before the optimiser collects them.
         let objective = objectives::build(cfg, &vs.root())?;
