@@ -57,6 +57,14 @@ fn diagnose_reports_every_statistic_and_refuses_bad_flags() {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
 
+    // --sampler replaces the checkpoint's chain (MALA) by HMC at the checkpoint's step size, which
+    // reports its own acceptance rate; an unknown name is refused naming the flag and the choices.
+    let v = json(&ok(&with(&["--sampler", "hmc", "--json"])));
+    assert_eq!(v["sampler"], "hmc", "{v}");
+    assert!(v["acceptance"].as_f64().is_some_and(|a| a > 0.0 && a <= 1.0), "{v}");
+    let e = fails(&with(&["--sampler", "gibbs"]));
+    assert!(e.contains("--sampler gibbs") && e.contains("independent-mh"), "{e}");
+
     let e = fails(&["diagnose", "--ckpt", r, "--device", "cpu", "--chains", "1"]);
     assert!(e.contains("--chains"), "{e}");
     let e = fails(&with(&["--burn-in", "1.0"]));

@@ -2,7 +2,8 @@
 //! bulk-ESS of the energy traces of fresh chains, the acceptance rate, KSD of the draws (and of a
 //! data set) under the model, MMD of the draws against the data set, and a verdict line.
 use super::eval_cmd::{open, Common};
-use anyhow::bail;
+use anyhow::{anyhow, bail, Context};
+use ebm::config::{SamplerConfig, SamplerKind};
 use ebm::data;
 use ebm::eval::{classify, diagnose, draw};
 use ebm::sampling::buffer::uniform;
@@ -15,9 +16,14 @@ pub struct DiagnoseArgs {
     /// Independent chains, started in U(-r, r) (overdispersed, as R-hat needs).
     #[arg(long, default_value_t = 16)]
     pub chains: i64,
-    /// Transitions of the checkpoint's configured sampler per chain (the shared --sgld-steps).
+    /// Transitions of the sampler (the checkpoint's, or --sampler's) per chain (the shared --sgld-steps).
     #[arg(long = "sgld-steps", alias = "steps", value_name = "K", default_value_t = 1000)]
     pub steps: usize,
+    /// Chain to diagnose instead of the checkpoint's: langevin, mala, hmc, independent-mh or
+    /// importance-resampling (`sgld.sampler`); its settings (step size, leapfrog steps, ...) stay
+    /// the checkpoint's.
+    #[arg(long)]
+    pub sampler: Option<String>,
     /// Share of each chain dropped as warm-up before judging it, in [0, 1).
     #[arg(long, default_value_t = 0.5)]
     pub burn_in: f64,
@@ -55,9 +61,22 @@ fn check(a: &DiagnoseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checkpoint's sampler settings with `--sampler`'s kind, if given (checked as a config would be).
+fn sampler_config(a: &DiagnoseArgs, cfg: &SamplerConfig) -> anyhow::Result<SamplerConfig> {
+    let mut cfg = cfg.clone();
+    if let Some(name) = &a.sampler {
+        cfg.kind = serde_json::from_value::<SamplerKind>(json!(name)).map_err(|_| {
+            anyhow!("--sampler {name}: unknown sampler (expected langevin, mala, hmc, independent-mh or importance-resampling)")
+        })?;
+        cfg.validate().with_context(|| format!("--sampler {name} with the checkpoint's sampler settings"))?;
+    }
+    Ok(cfg)
+}
+
 pub fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
     check(&a)?;
     let (m, device) = open(&a.common)?;
+    let sampler_cfg = sampler_config(&a, &m.config.sampler)?;
     tch::manual_seed(a.seed as i64);
     let model =
         draw::Model { net: &m.net, config: &m.config, buffer: m.buffer.as_ref(), name: m.dir.display().to_string() };
@@ -77,7 +96,7 @@ pub fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let sampler = ebm::sampling::from_config(&m.config.sampler, (-range, range));
+    let sampler = ebm::sampling::from_config(&sampler_cfg, (-range, range));
     let mut dims = vec![a.chains];
     dims.extend(m.net.input_shape());
     let x0 = uniform(&dims, range, device);
