@@ -52,8 +52,9 @@ pub struct TrainArgs {
     pub json: bool,
     /// Data-parallel training on N local workers (as `torchrun --standalone --nproc-per-node N`):
     /// one device each (cuda:LOCAL_RANK, or the CPU threads split), data.batch_size per worker.
-    /// Rank 0's output is shown, the others' go to OUT/logs/rank-R.log. Without it, `ebm train`
-    /// still joins the run that torchrun's variables (RANK, WORLD_SIZE, ...) describe.
+    /// Rank 0's output is shown, the others' go to OUT/logs/rank-R.log; SIGINT/SIGTERM sent to
+    /// this process are passed on, so every rank stops at one step with a checkpoint. Without it,
+    /// `ebm train` still joins the run that torchrun's variables (RANK, WORLD_SIZE, ...) describe.
     #[arg(long, value_name = "N")]
     pub nproc_per_node: Option<usize>,
 }

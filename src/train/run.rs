@@ -382,10 +382,11 @@ impl<'a> Run<'a> {
         self.pos = TrainState { rollbacks: rollbacks + 1, lr_scale, sgld_steps, ..self.trainer.restore(&target)? };
         // A checkpoint from before a change of world size counts its position in its own batches.
         let world = self.dist.as_ref().map_or(1, |d| d.world());
-        if let Some(c) = reshard::carry_over(&mut self.pos, world, self.cfg.data.batch_size, self.per_epoch) {
+        let change = reshard::carry_over(&mut self.pos, world, self.cfg.data.batch_size, self.per_epoch);
+        self.total = last_step(&self.pos, self.per_epoch, self.cfg);
+        if let Some(c) = change {
             self.resharded(&c)?;
         }
-        self.total = last_step(&self.pos, self.per_epoch, self.cfg);
         self.trainer.set_chain_steps(sgld_steps);
         self.trainer.forget_trend();
         if g.reset_buffer {
