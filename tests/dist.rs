@@ -1,7 +1,9 @@
 //! Data-parallel training on c10d's Gloo over 127.0.0.1 with 2 ranks (one thread each): a 2-rank
 //! JEM run learns, checkpoints once and resumes exactly on 2 ranks (and, re-sliced, on 1); the
-//! same run under the real `torchrun --no-python` gives the same weights as `--nproc-per-node`; a
-//! killed rank makes the other exit non-zero naming it; bad rendezvous settings are one error.
+//! same run under the real `torchrun --no-python` gives the same weights as `--nproc-per-node`;
+//! resuming on another world size continues at the same example of the epoch; SIGINT to one rank
+//! or SIGTERM to the launcher stops every rank at one step; a killed or hung rank makes the other
+//! exit non-zero naming it; bad rendezvous settings are one error.
 mod common;
 use common::{ebm, repo_root, summary, write_config};
 use std::path::{Path, PathBuf};
@@ -95,12 +97,54 @@ fn two_ranks_learn_checkpoint_once_and_resume_exactly() {
         assert!(bytes(&a, "step-00000090", f) == bytes(&b, "step-00000090", f), "{f} differs after a 2-rank resume");
     }
 
-    // The step-45 checkpoint on one process: the whole buffer, re-sliced (and said so).
-    let half = b.join("checkpoints/step-00000045");
+    // The step-75 checkpoint on one process: the whole buffer, re-sliced (and said so). 75 steps
+    // of 32 are 480 examples into epoch 2 (of 960): batch 30 of the 60 of 16 on one process, so
+    // the three epochs end 30 steps later, at step 105.
+    let half = b.join("checkpoints/step-00000075");
     let out = ok(&["train", "--resume", s(&half), "--out", s(&c), "--json", "--set", "train.max_steps=0"]);
-    assert!(out.contains("written by 2 process(es) on 1: the replay buffer is re-sliced"), "{out}");
+    assert!(out.contains("written by 2 process(es) on 1; the replay buffer is re-sliced"), "{out}");
     let one = summary(out.lines().rfind(|l| l.starts_with('{')).unwrap());
-    assert!(one["steps"].as_u64().unwrap() > 45 && one["epochs_completed"] == 3, "{one}");
+    assert_eq!((one["steps"].as_u64(), one["epochs_completed"].as_u64()), (Some(105), Some(3)), "{one}");
+    assert_eq!(resharded(&c), (2, 30, 480, 0));
+}
+
+/// The `"event": "resharded"` line of a run: (epoch, index, examples into the epoch, examples
+/// seen again).
+fn resharded(run: &Path) -> (u64, u64, u64, u64) {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let line =
+        text.lines().find(|l| l.contains("\"resharded\"")).unwrap_or_else(|| panic!("no resharded event: {text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {line}"));
+    (n("epoch"), n("index"), n("examples_into_epoch"), n("repeated_examples"))
+}
+
+/// One process stopped at step 5 (80 examples of 16 into the epoch of 192) resumed on 2 ranks:
+/// batch 2 of 32 starts at example 64, so 16 examples are seen again, and the epoch's 6 batches
+/// end 4 steps later, at step 9.
+#[test]
+fn one_process_resumed_on_two_ranks_continues_at_the_same_example() {
+    let dir = tmp("grow");
+    let cfg = write_config(&dir, "tiny.toml", &common::TINY_JEM.replace("epochs = 2", "epochs = 1"));
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    ok(&["train", "--config", s(&cfg), "--out", s(&one), "--quiet", "--set", "train.max_steps=5"]);
+    let from = one.join("checkpoints/step-00000005");
+    let out = ok(&[
+        "train",
+        "--resume",
+        s(&from),
+        "--out",
+        s(&two),
+        "--quiet",
+        "--json",
+        "--nproc-per-node",
+        "2",
+        "--set",
+        "train.max_steps=0",
+    ]);
+    let end = summary(out.lines().rfind(|l| l.starts_with('{')).unwrap());
+    assert_eq!((end["steps"].as_u64(), end["epochs_completed"].as_u64()), (Some(9), Some(1)), "{end}");
+    assert_eq!(resharded(&two), (0, 2, 80, 16));
 }
 
 /// The same tiny run started by the real torchrun (`--no-python`, `--standalone`) and by
@@ -169,6 +213,109 @@ fn a_killed_rank_stops_the_other_with_an_error_naming_it() {
     let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("rank 1 died or hung"), "{line}");
     // The newest checkpoint folder is whole (its manifest, written last, is there).
+    let newest = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("step-"))
+        .max()
+        .unwrap();
+    assert!(newest.join("manifest.json").exists(), "{}", newest.display());
+}
+
+/// Sends `sig` to process `pid`.
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child of this test that has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0, "kill {pid} {sig}");
+}
+
+/// Waits (up to 60 s) for the run's step-3 checkpoint.
+fn wait_for_step_3(run: &Path) {
+    let started = Instant::now();
+    while !run.join("checkpoints/step-00000003/manifest.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The step of "interrupted at step N" in a worker's output.
+fn stopped_at(text: &str) -> u64 {
+    let at = text.find("interrupted at step ").unwrap_or_else(|| panic!("not interrupted: {text}"));
+    let rest = &text[at + "interrupted at step ".len()..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()].parse().unwrap()
+}
+
+/// The run stopped at one step on every rank, with that step's checkpoint written once (by
+/// rank 0, in the run folder) and whole.
+fn stopped_together(run: &Path, rank0: &str, rank1: &str) {
+    let (s0, s1) = (stopped_at(rank0), stopped_at(rank1));
+    assert_eq!(s0, s1, "ranks stopped at different steps");
+    let manifest = run.join(format!("checkpoints/step-{s0:08}/manifest.json"));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(m["state"]["step"], s0);
+    let rank1 = run.join("logs/rank-1/checkpoints");
+    assert!(std::fs::read_dir(&rank1).map_or(true, |mut d| d.next().is_none()), "rank 1 wrote checkpoints");
+}
+
+/// SIGINT to one rank: both ranks stop at the same step with one checkpoint and exit 0, as a
+/// stopped one-process run does.
+#[test]
+fn sigint_to_one_rank_stops_every_rank_at_one_step() {
+    let dir = tmp("sigint");
+    let cfg = write_config(&dir, "tiny.toml", &common::TINY_JEM.replace("epochs = 2", "epochs = 200"));
+    let run = dir.join("run");
+    let port = free_port();
+    let (r0, r1) = (worker(0, port, &cfg, &run, "dist.timeout=60"), worker(1, port, &cfg, &run, "dist.timeout=60"));
+    wait_for_step_3(&run);
+    signal(r1.id(), libc::SIGINT);
+    let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o0.status.success() && o1.status.success(), "{}\n{}", text(&o0), text(&o1));
+    stopped_together(&run, &text(&o0), &text(&o1));
+}
+
+/// SIGTERM to the `--nproc-per-node` launcher alone (the workers are in their own process group)
+/// is passed on: every rank stops at the same step with one checkpoint, and the launcher exits 0.
+#[test]
+fn sigterm_to_the_launcher_stops_every_rank_at_one_step() {
+    let dir = tmp("sigterm");
+    let cfg = write_config(&dir, "tiny.toml", &common::TINY_JEM.replace("epochs = 2", "epochs = 200"));
+    let run = dir.join("run");
+    let launcher = ebm()
+        .args(["train", "--config", s(&cfg), "--out", s(&run), "--quiet", "--nproc-per-node", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_step_3(&run);
+    signal(launcher.id(), libc::SIGTERM);
+    let out = launcher.wait_with_output().unwrap();
+    let rank0 = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{rank0}");
+    stopped_together(&run, &rank0, &std::fs::read_to_string(run.join("logs/rank-1.log")).unwrap());
+}
+
+/// A hung rank (SIGSTOP): the other exits non-zero within dist.timeout (plus the 5 s it waits for
+/// the other ranks' marks), naming it, with its last checkpoint whole.
+#[test]
+fn a_hung_rank_stops_the_other_with_an_error_naming_it() {
+    let dir = tmp("hung");
+    let cfg = write_config(&dir, "tiny.toml", &common::TINY_JEM.replace("epochs = 2", "epochs = 200"));
+    let run = dir.join("run");
+    let port = free_port();
+    let (r0, mut r1) = (worker(0, port, &cfg, &run, "dist.timeout=5"), worker(1, port, &cfg, &run, "dist.timeout=5"));
+    wait_for_step_3(&run);
+    signal(r1.id(), libc::SIGSTOP);
+    let hung = Instant::now();
+    let out = r0.wait_with_output().unwrap();
+    let took = hung.elapsed();
+    r1.kill().unwrap();
+    r1.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(took < Duration::from_secs(20), "rank 0 took {took:?}");
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("rank 1 died or hung"), "{line}");
     let newest = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .flatten()

@@ -5,6 +5,7 @@
 pub mod agreement;
 pub mod compare;
 pub mod memory;
+pub mod scaling;
 
 pub use memory::{peak_rss_mib, rss_mib};
 
@@ -85,7 +86,7 @@ fn start_gpu_peak(device: Device) -> (Option<PeakSampler>, Option<String>) {
 
 /// Per-iteration times of `iters` calls of `f` after `warmup` untimed ones, and how many returned
 /// true (a step the guard discarded: its time still counts).
-fn timed(iters: usize, warmup: usize, device: Device, mut f: impl FnMut() -> bool) -> (Vec<f64>, usize) {
+pub(crate) fn timed(iters: usize, warmup: usize, device: Device, mut f: impl FnMut() -> bool) -> (Vec<f64>, usize) {
     for _ in 0..warmup {
         f();
     }
@@ -102,15 +103,15 @@ fn timed(iters: usize, warmup: usize, device: Device, mut f: impl FnMut() -> boo
 }
 
 /// The trainer `cfg` builds (from seed 0) and one random batch: data in [-1, 1], random labels.
-struct JemStep {
-    trainer: Trainer,
+pub(crate) struct JemStep {
+    pub(crate) trainer: Trainer,
     x: Tensor,
     y: Option<Tensor>,
     lr: f64,
 }
 
 impl JemStep {
-    fn new(cfg: &TrainConfig, device: Device) -> crate::Result<Self> {
+    pub(crate) fn new(cfg: &TrainConfig, device: Device) -> crate::Result<Self> {
         tch::manual_seed(0);
         let trainer = Trainer::new(cfg, device, 1.0)?;
         let batch = cfg.data.batch_size as i64;
@@ -128,7 +129,7 @@ impl JemStep {
     }
 
     /// The step users run; true when the guard discarded it.
-    fn step(&mut self) -> bool {
+    pub(crate) fn step(&mut self) -> bool {
         matches!(
             self.trainer.step(&crate::objectives::Inputs::new(&self.x, self.y.as_ref()), self.lr),
             Step::Diverged { .. }
@@ -186,7 +187,14 @@ fn sampler_rate(trainer: &Trainer, dims: &[i64], k: usize, device: Device) -> Op
 pub fn loader_throughput(spec: &str, opts: &LoadOptions, batch: usize, batches: usize) -> crate::Result<LoaderBench> {
     let ds = Arc::new(data::load(spec, opts)?);
     let (train, _) = train_valid_split(ds.len(), 0.0);
-    let plan = BatchPlan { seed: 0, batch_size: batch, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
+    let plan = BatchPlan {
+        seed: 0,
+        batch_size: batch,
+        indices: Arc::new(train),
+        augment: true,
+        noise_sigma: 0.03,
+        shard: None,
+    };
     let mut loader = Loader::start(ds, plan, 0, 0, 8, false);
     let _ = loader.next_batch();
     let t0 = Instant::now();

@@ -87,6 +87,14 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Data-parallel scaling on N local ranks (c10d's Gloo, as `ebm train --nproc-per-node N`):
+    /// the step's seconds at 1 process with batch B (--batch) and at N ranks with B per rank
+    /// (global N x B), each on the CPU's threads split N ways (or --threads) for both; the
+    /// all-reduce seconds per step (the gradient reducer's clock, mean over ranks) and the
+    /// weak-scaling efficiency t1 / tN (1: N ranks step as fast as one alone). Float32 unless
+    /// --fast on or auto.
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
 }
 
 /// The training config the bench times: the config file (or JEM's defaults on the preset) with
@@ -187,6 +195,16 @@ fn agreement(a: &BenchArgs, model: &ModelConfig, batch: i64, device: tch::Device
 fn bench_child(a: &BenchArgs, args: &[&str], network: bool, what: &str) -> anyhow::Result<Vec<u8>> {
     let exe = std::env::current_exe().context("cannot find the ebm executable")?;
     let mut cmd = std::process::Command::new(exe);
+    bench_args(&mut cmd, a, args, network);
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
+    if !out.status.success() {
+        bail!("the `{what}` bench process failed ({})", out.status);
+    }
+    Ok(out.stdout)
+}
+
+/// `bench ARGS --json` and `a`'s --config, --set and (with `network`) network and batch flags.
+fn bench_args(cmd: &mut std::process::Command, a: &BenchArgs, args: &[&str], network: bool) {
     cmd.arg("bench").args(args).arg("--json");
     if let Some(c) = &a.config {
         cmd.arg("--config").arg(c);
@@ -206,11 +224,71 @@ fn bench_child(a: &BenchArgs, args: &[&str], network: bool, what: &str) -> anyho
     for s in &a.set {
         cmd.args(["--set", s]);
     }
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run the bench process")?;
-    if !out.status.success() {
-        bail!("the `{what}` bench process failed ({})", out.status);
+}
+
+/// `ebm bench --nproc-per-node N`: one process at batch B, then N ranks at B each (workers of
+/// this program with torchrun's variables), at the same threads per process; the scaling table.
+fn scaling(a: &BenchArgs, n: usize, note: Option<&str>) -> anyhow::Result<()> {
+    use ebm::bench::scaling::{RankBench, Scaling};
+    if n == 0 {
+        bail!("--nproc-per-node 0: give at least 1");
     }
-    Ok(out.stdout)
+    bench_config(a)?; // the flags are known good before any process starts
+    say(note);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = a.threads.get().map_or((cores / n).max(1), |t| t).to_string();
+    let mode = if a.fast.trim() == "both" { "off" } else { a.fast.as_str() };
+    let (iters, warmup) = (a.iters.max(1).to_string(), a.warmup.to_string());
+    let args = ["--iters", &iters, "--warmup", &warmup, "--device", &a.device, "--fast", mode, "--threads", &threads];
+    let stdout = bench_child(a, &args, true, "one process")?;
+    let one: TrainBench =
+        serde_json::from_value(serde_json::from_slice::<serde_json::Value>(&stdout)?["train"].clone())
+            .context("unreadable bench output")?;
+    let port = ebm::dist::launch::free_port()?;
+    let mut workers = Vec::new();
+    for r in 0..n {
+        let mut cmd = ebm::dist::launch::worker_command(r, n, port)?;
+        bench_args(&mut cmd, a, &args, true);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+        workers.push(cmd.spawn().with_context(|| format!("cannot start bench rank {r}"))?);
+    }
+    let outputs: Vec<std::process::Output> =
+        workers.into_iter().map(|w| w.wait_with_output()).collect::<Result<_, _>>()?;
+    if let Some((r, o)) = outputs.iter().enumerate().find(|(_, o)| !o.status.success()) {
+        bail!("bench rank {r} of {n} failed ({})", o.status);
+    }
+    let ranks: RankBench =
+        serde_json::from_value(serde_json::from_slice::<serde_json::Value>(&outputs[0].stdout)?["rank"].clone())
+            .context("unreadable bench output of rank 0")?;
+    let s = Scaling::new(one.seconds_per_iter, &ranks);
+    if a.json {
+        println!("{}", serde_json::json!({"scaling": s, "one_process": one}));
+        return Ok(());
+    }
+    let b = s.batch_per_rank;
+    println!("model              {} ({} parameters), {}", one.model, one.parameters, one.precision);
+    println!("device             {}, {} thread(s) per process", one.device, s.threads_per_rank);
+    println!("{:<19}{:<22}{n} ranks (c10d Gloo)", "", "1 process");
+    println!("{:<19}{:<22}{b} per rank, {} in all", "batch", b, b * n);
+    println!("{:<19}{:<22.4}{:.4}", "s per step", s.one_rank_seconds_per_iter, s.seconds_per_iter);
+    println!(
+        "{:<19}{:<22.1}{:.1}",
+        "images per s",
+        b as f64 / s.one_rank_seconds_per_iter,
+        (b * n) as f64 / s.seconds_per_iter
+    );
+    println!(
+        "{:<19}{:<22}{:.4} ({:.1}% of the step)",
+        "all-reduce s/step",
+        "-",
+        s.reduce_seconds_per_iter,
+        100.0 * s.reduce_seconds_per_iter / s.seconds_per_iter
+    );
+    println!("weak scaling       efficiency t1/tN = {:.3}, speed-up N t1/tN = {:.2} (of {n})", s.efficiency, s.speedup);
+    if one.diverged + ranks.diverged > 0 {
+        println!("                   (the guard discarded some timed steps on the random data: their time counts)");
+    }
+    Ok(())
 }
 
 /// Runs `ebm bench` again in a child process with `--fast MODE --json` and reads its result, so
@@ -477,6 +555,19 @@ pub fn run(mut a: BenchArgs) -> anyhow::Result<()> {
         Some(FastMode::parse(&a.fast).with_context(|| format!("--fast `{}`: expected both, on, off or auto", a.fast))?)
     };
     tch::set_num_threads(threads_for(&a, &cfg));
+    if let Some(env) = ebm::dist::Env::from_process()? {
+        // A rank of `--nproc-per-node` (or of torchrun): its agreed measure, as JSON.
+        let Some(mode) = mode else {
+            bail!("a bench rank (WORLD_SIZE is set) times one precision: give --fast on, off or auto")
+        };
+        cfg.train.fast = if mode.resolve(device) { FastMode::On } else { FastMode::Off };
+        let r = ebm::bench::scaling::rank_iterations(&cfg, a.iters.max(1), a.warmup, device, &env)?;
+        println!("{}", serde_json::json!({ "rank": r }));
+        return Ok(());
+    }
+    if let Some(n) = a.nproc_per_node {
+        return scaling(&a, n, note);
+    }
     let batch = cfg.data.batch_size;
     if a.agreement {
         say(note);

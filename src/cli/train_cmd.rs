@@ -52,24 +52,22 @@ pub struct TrainArgs {
     pub json: bool,
     /// Data-parallel training on N local workers (as `torchrun --standalone --nproc-per-node N`):
     /// one device each (cuda:LOCAL_RANK, or the CPU threads split), data.batch_size per worker.
-    /// Rank 0's output is shown, the others' go to OUT/logs/rank-R.log. Without it, `ebm train`
-    /// still joins the run that torchrun's variables (RANK, WORLD_SIZE, ...) describe.
+    /// Rank 0's output is shown, the others' go to OUT/logs/rank-R.log; SIGINT/SIGTERM sent to
+    /// this process are passed on, so every rank stops at one step with a checkpoint. Without it,
+    /// `ebm train` still joins the run that torchrun's variables (RANK, WORLD_SIZE, ...) describe.
     #[arg(long, value_name = "N")]
     pub nproc_per_node: Option<usize>,
 }
 
-/// `--nproc-per-node N`: N workers of this same command; a signal (Ctrl-C reaches the workers too)
-/// lets them stop together at one step with a checkpoint while this process waits.
+/// `--nproc-per-node N`: N workers of this same command; SIGINT/SIGTERM sent to this process are
+/// passed on to them, so they stop together at one step with a checkpoint while this one waits.
 fn launch(a: &TrainArgs, n: usize) -> anyhow::Result<()> {
     let out = match (&a.out, &a.resume) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => run_folder_of(r),
         (None, None) => PathBuf::from("checkpoints/run"),
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
+    let forward = ebm::dist::launch::forward_signals()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The workers stop by themselves within dist.timeout once one fails; then a little more.
     let timeout = match (&a.config, &a.resume) {
@@ -77,7 +75,7 @@ fn launch(a: &TrainArgs, n: usize) -> anyhow::Result<()> {
         _ => ebm::config::DistConfig::default().timeout,
     };
     let grace = std::time::Duration::from_secs_f64(timeout + 10.0);
-    ebm::dist::launch::run(n, &ebm::dist::launch::strip_flag(&args), &out, grace)
+    ebm::dist::launch::run(n, &ebm::dist::launch::strip_flag(&args), &out, grace, &forward)
 }
 
 /// The run folder a `--resume` path belongs to: RUN, RUN/checkpoints or RUN/checkpoints/NAME.

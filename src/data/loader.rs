@@ -52,6 +52,11 @@ pub struct BatchPlan {
     pub indices: Arc<Vec<usize>>,
     pub augment: bool,
     pub noise_sigma: f32,
+    /// `Some((r, w))`: only rows [r G/w, (r + 1) G/w) of each batch of G = `batch_size` (rank r
+    /// of a data-parallel run of w, which builds its own rows and no others'); each row then
+    /// draws its crop, flip and noise from its own stream, seeded from (seed, epoch, index, row),
+    /// so a row is the same whichever rank builds it. None: the whole batch, from one stream.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl BatchPlan {
@@ -67,25 +72,39 @@ impl BatchPlan {
         p
     }
 
-    /// Batch `index` of `epoch` given that epoch's permutation.
+    /// Batch `index` of `epoch` given that epoch's permutation (this rank's rows of it, with
+    /// `shard`).
     pub fn make(&self, ds: &Dataset, perm: &[usize], epoch: u64, index: u64) -> Batch {
         let start = index as usize * self.batch_size;
-        let take: Vec<usize> = (0..self.batch_size).map(|k| perm[(start + k) % perm.len()]).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xa0u64, epoch, index]));
+        let (first, rows) = match self.shard {
+            Some((r, w)) => (r * self.batch_size / w, self.batch_size / w),
+            None => (0, self.batch_size),
+        };
+        let take: Vec<usize> = (first..first + rows).map(|k| perm[(start + k) % perm.len()]).collect();
+        let mut batch_rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xa0u64, epoch, index]));
         let numel = ds.example_numel();
         let mut buf = vec![0f32; take.len() * numel];
         let mut tmp = vec![0f32; numel];
         let image_shape = (ds.shape.len() == 3).then(|| [ds.shape[0], ds.shape[1], ds.shape[2]]);
         for (k, &i) in take.iter().enumerate() {
             let out = &mut buf[k * numel..(k + 1) * numel];
+            let mut row_rng;
+            let rng = match self.shard {
+                Some(_) => {
+                    row_rng =
+                        ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xa1u64, epoch, index, (first + k) as u64]));
+                    &mut row_rng
+                }
+                None => &mut batch_rng,
+            };
             match image_shape {
                 Some(shape) if self.augment => {
                     ds.write_example(i, &mut tmp);
-                    CropFlip::draw(&mut rng, 4).apply(&tmp, out, shape, 4);
+                    CropFlip::draw(rng, 4).apply(&tmp, out, shape, 4);
                 }
                 _ => ds.write_example(i, out),
             }
-            add_noise(&mut rng, out, self.noise_sigma);
+            add_noise(rng, out, self.noise_sigma);
         }
         let mut dims = vec![take.len() as i64];
         dims.extend(ds.shape.iter().map(|&d| d as i64));
@@ -165,7 +184,14 @@ mod tests {
         let (train, valid) = train_valid_split(40, 0.25);
         assert_eq!((train.len(), valid.len()), (30, 10));
         assert!(valid.iter().all(|v| !train.contains(v)));
-        let plan = BatchPlan { seed: 7, batch_size: 8, indices: Arc::new(train), augment: true, noise_sigma: 0.03 };
+        let plan = BatchPlan {
+            seed: 7,
+            batch_size: 8,
+            indices: Arc::new(train),
+            augment: true,
+            noise_sigma: 0.03,
+            shard: None,
+        };
         let mut from_start = Loader::start(ds.clone(), plan.clone(), 0, 0, 2, false);
         let batches: Vec<Batch> = (0..5).map(|_| from_start.next_batch()).collect();
         assert_eq!((batches[3].epoch, batches[3].index), (1, 0));
@@ -175,5 +201,37 @@ mod tests {
         assert!(b.x.equal(&batches[3].x));
         assert!(b.y.unwrap().equal(batches[3].y.as_ref().unwrap()));
         assert!(!batches[0].x.equal(&batches[3].x.narrow(0, 0, 8)));
+    }
+
+    /// Each rank's rows: the examples of the same rows of the whole batch, as before; with
+    /// augmentation and noise, each row the same whichever split built it (2 ranks or 4).
+    #[test]
+    fn a_rank_builds_only_its_rows_of_the_global_batch() {
+        let ds = builtin::shapes(64, 0);
+        let (train, _) = train_valid_split(64, 0.0);
+        let plain = BatchPlan {
+            seed: 3,
+            batch_size: 16,
+            indices: Arc::new(train),
+            augment: false,
+            noise_sigma: 0.0,
+            shard: None,
+        };
+        let perm = plain.permutation(2);
+        let rows = |plan: &BatchPlan, w: usize| -> (Tensor, Tensor) {
+            let parts: Vec<Batch> =
+                (0..w).map(|r| BatchPlan { shard: Some((r, w)), ..plan.clone() }.make(&ds, &perm, 2, 1)).collect();
+            assert!(parts.iter().all(|b| b.x.size()[0] == 16 / w as i64));
+            let cat = |f: &dyn Fn(&Batch) -> Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
+            (cat(&|b| b.x.shallow_clone()), cat(&|b| b.y.as_ref().unwrap().shallow_clone()))
+        };
+        let whole = plain.make(&ds, &perm, 2, 1);
+        let (x2, y2) = rows(&plain, 2);
+        assert!(x2.equal(&whole.x) && y2.equal(whole.y.as_ref().unwrap()));
+        let noisy = BatchPlan { augment: true, noise_sigma: 0.03, ..plain };
+        let ((x2, y2), (x4, y4)) = (rows(&noisy, 2), rows(&noisy, 4));
+        assert!(x2.equal(&x4) && y2.equal(&y4));
+        assert!(y2.equal(whole.y.as_ref().unwrap()), "the same examples");
+        assert!(!x2.equal(&whole.x), "augmented and noised");
     }
 }

@@ -2,9 +2,9 @@
 //! torch.distributed): a TCPStore for the rendezvous and Gloo for the collectives, reached through
 //! the small C++ shim `csrc/dist.cpp`.
 //!
-//! The semantics (README, "Data-parallel training"): W ranks, each on its own device; rank r takes
-//! rows [rB, (r+1)B) of every global batch of W x B examples (the loader's global batch is a pure
-//! function of (seed, epoch, index)); each rank keeps its own slice of the replay buffer
+//! The semantics (README, "Data-parallel training"): W ranks, each on its own device; rank r builds
+//! only rows [rB, (r+1)B) of every global batch of W x B examples (the loader's batches are a pure
+//! function of (seed, epoch, index), each row of its own stream); each rank keeps its own slice of the replay buffer
 //! ([`shard`]) and runs the sampler on its own chains; gradients are averaged by all-reduce in
 //! buckets (`crate::train::all_reduce`); parameters and persistent buffers start identical (broadcast from rank
 //! 0); the optimiser step is then the same everywhere. Decisions that must agree (the divergence

@@ -49,6 +49,10 @@ pub struct TrainState {
     /// Processes of the data-parallel run that wrote it (1: one process); the buffer file holds
     /// every rank's slice, gathered, so a resume on another count re-shards it.
     pub world_size: usize,
+    /// Examples per step of the run that wrote it (world_size x data.batch_size), the unit of
+    /// `index`; 0 in checkpoints from before it was kept: world_size x the resuming run's
+    /// data.batch_size (see [`super::reshard`]).
+    pub global_batch: usize,
 }
 
 impl Default for TrainState {
@@ -65,6 +69,7 @@ impl Default for TrainState {
             recent_ce: Vec::new(),
             recent_gap: Vec::new(),
             world_size: 1,
+            global_batch: 0,
         }
     }
 }

@@ -1,11 +1,10 @@
 //! A training run as one rank of a data-parallel run (see [`crate::dist`]): joining the group,
-//! making the ranks start identical, this rank's rows of each global batch, checkpoints written
+//! making the ranks start identical, checkpoints written
 //! once with the buffer slices gathered, and the decisions every rank must take together.
 use super::all_reduce::{AllReduce, Failure};
 use super::checkpoint::TrainState;
 use super::trainer::Trainer;
 use crate::config::TrainConfig;
-use crate::data::loader::Batch;
 use crate::dist::{shard, Env, Group};
 use anyhow::{anyhow, bail};
 use std::cell::Cell;
@@ -46,18 +45,6 @@ impl DistRun {
         (self.failure, self.reduce_seconds) = (reducer.failure.clone(), reducer.seconds.clone());
         trainer.set_gradient_reducer(Box::new(reducer));
         Ok(())
-    }
-
-    /// This rank's rows of a global batch of world x B examples: [rank B, (rank + 1) B).
-    pub fn rows(&self, b: Batch) -> Batch {
-        let per = b.x.size()[0] / self.world() as i64;
-        let start = self.rank() as i64 * per;
-        Batch {
-            x: b.x.narrow(0, start, per).contiguous(),
-            y: b.y.map(|y| y.narrow(0, start, per).contiguous()),
-            epoch: b.epoch,
-            index: b.index,
-        }
     }
 
     /// A failed gradient all-reduce, as an error (it is recorded by the reducer).

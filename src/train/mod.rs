@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod optim;
 pub mod output;
 pub mod progress;
+pub mod reshard;
 pub mod run;
 pub mod run_data;
 pub mod sam;

@@ -13,6 +13,7 @@ use super::metrics::MetricsLog;
 use super::optim::learning_rate;
 use super::output::{check_out_dir, prune, save_sample_grids};
 use super::progress::Progress;
+use super::reshard;
 use super::run_data::RunData;
 use super::trainer::{Step, Trainer};
 use crate::config::TrainConfig;
@@ -126,8 +127,8 @@ impl<'a> Run<'a> {
         let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
         let mut data = RunData::load(cfg)?;
         let (rank, world) = dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()));
-        // The loaders make global batches of world x B; each rank takes its rows.
-        data.scale_batches(world);
+        // Global batches of world x B, of which each rank builds only its rows.
+        data.scale_batches(rank, world);
         let fid = if rank == 0 { FidLog::start(cfg, &data, device)? } else { None };
         let out = match rank {
             0 => opts.out.clone(),
@@ -145,10 +146,16 @@ impl<'a> Run<'a> {
         if let Some(d) = &mut dist {
             d.prepare(&mut trainer, cfg)?;
         }
-        let pos = match &resume_dir {
-            Some(dir) => trainer.restore(dir)?,
-            None => TrainState::default(),
+        let per_epoch = data.plan.batches_per_epoch();
+        let (mut pos, change) = match &resume_dir {
+            Some(dir) => {
+                let mut pos = trainer.restore(dir)?;
+                let change = reshard::carry_over(&mut pos, world, cfg.data.batch_size, per_epoch);
+                (pos, change)
+            }
+            None => (TrainState::default(), None),
         };
+        (pos.world_size, pos.global_batch) = (world, world * cfg.data.batch_size);
         let ckpt_root = opts.out.join("checkpoints");
         // A full disk is known now, not at the first checkpoint after hours of training.
         checkpoint::check_space(&ckpt_root, checkpoint::estimate_bytes(&trainer.contents(&pos)))?;
@@ -160,14 +167,9 @@ impl<'a> Run<'a> {
             checkpoint::recover_interrupted_writes(&ckpt_root);
         }
 
-        let per_epoch = data.plan.batches_per_epoch();
-        let mut total = cfg.train.epochs * per_epoch;
-        if cfg.train.max_steps > 0 {
-            total = if total == 0 { cfg.train.max_steps } else { total.min(cfg.train.max_steps) };
-        }
+        let total = last_step(&pos, per_epoch, cfg);
         let (loader, px_loader) = data.loaders(&pos, cfg.data.prefetch, device.is_cuda());
         let progress = Progress::new(total, pos.step, opts.quiet || rank > 0);
-        let resharded = pos.world_size != world && resume_dir.is_some();
         let fresh = resume_dir.is_none();
         let mut run = Run {
             cfg,
@@ -195,15 +197,9 @@ impl<'a> Run<'a> {
             fid,
         };
         run.progress.say(run.describe());
-        if resharded && rank == 0 {
-            let (from, step) = (run.pos.world_size, run.pos.step);
-            eprintln!(
-                "resuming a checkpoint written by {from} process(es) on {world}: the replay buffer is re-sliced between the ranks (the run continues, but not bit for bit as it would have on {from})"
-            );
-            run.metrics
-                .write(&json!({"step": step, "event": "resharded", "from_world_size": from, "world_size": world}))?;
+        if let Some(c) = change {
+            run.resharded(&c)?;
         }
-        run.pos.world_size = world;
         if fresh && cfg.guard.enabled {
             // Something to roll back to before the first periodic checkpoint.
             run.save(&format!("step-{:08}", run.pos.step))?;
@@ -222,10 +218,6 @@ impl<'a> Run<'a> {
                 break;
             }
             let (batch, px_batch) = self.next_batch();
-            let (batch, px_batch) = match &self.dist {
-                Some(d) => (d.rows(batch), px_batch.map(|b| d.rows(b))),
-                None => (batch, px_batch),
-            };
             let lr = learning_rate(&self.cfg.optim, self.pos.step, self.pos.epoch) * self.pos.lr_scale;
             let on_device = |t: &Tensor| crate::device::to_device_async(t, self.device);
             let (x, y, x_px) =
@@ -388,6 +380,13 @@ impl<'a> Run<'a> {
         let (lr_scale, sgld_steps) = guard::after_rollback(g, self.pos.lr_scale, steps);
         let target = target?;
         self.pos = TrainState { rollbacks: rollbacks + 1, lr_scale, sgld_steps, ..self.trainer.restore(&target)? };
+        // A checkpoint from before a change of world size counts its position in its own batches.
+        let world = self.dist.as_ref().map_or(1, |d| d.world());
+        let change = reshard::carry_over(&mut self.pos, world, self.cfg.data.batch_size, self.per_epoch);
+        self.total = last_step(&self.pos, self.per_epoch, self.cfg);
+        if let Some(c) = change {
+            self.resharded(&c)?;
+        }
         self.trainer.set_chain_steps(sgld_steps);
         self.trainer.forget_trend();
         if g.reset_buffer {
@@ -420,6 +419,30 @@ impl<'a> Run<'a> {
         };
         let step = d.agree_step(mine)?;
         Ok(self.ckpt_root.join(format!("step-{step:08}")))
+    }
+
+    /// Says (rank 0: stderr and metrics.jsonl, `"event": "resharded"`) where a run resumed with
+    /// another global batch goes on in the epoch.
+    fn resharded(&mut self, c: &reshard::Change) -> crate::Result<()> {
+        let (world, global, p) = (self.pos.world_size, self.pos.global_batch, c.to);
+        if self.dist.as_ref().is_some_and(|d| d.rank() > 0) {
+            return Ok(());
+        }
+        let buffer = if c.from_world != world { "; the replay buffer is re-sliced between the ranks" } else { "" };
+        let repeated = match p.repeated {
+            0 => String::new(),
+            r => format!(" ({r} examples before that are seen again: {global} does not divide {})", p.examples),
+        };
+        eprintln!(
+            "resuming a checkpoint written by {} process(es) on {world}{buffer}: {} examples into epoch {}, at {} per step, it continues at batch {} of epoch {}{repeated} (the run continues, but not bit for bit as it would have on {})",
+            c.from_world, p.examples, c.from_epoch, global, p.index, p.epoch, c.from_world
+        );
+        self.metrics.write(&json!({"step": self.pos.step, "event": "resharded",
+            "from_world_size": c.from_world, "world_size": world,
+            "from_global_batch": c.from_global, "global_batch": global,
+            "from_epoch": c.from_epoch, "from_index": c.from_index, "examples_into_epoch": p.examples,
+            "epoch": p.epoch, "index": p.index, "repeated_examples": p.repeated, "last_step": self.total}))?;
+        Ok(())
     }
 
     /// The run's first line: model, size, device, precision, objective and epoch shape.
@@ -486,6 +509,11 @@ impl<'a> Run<'a> {
             interrupted,
         })
     }
+}
+
+/// The step at which the run ends from `pos` (see [`reshard::last_step`]).
+fn last_step(pos: &TrainState, per_epoch: u64, cfg: &TrainConfig) -> u64 {
+    reshard::last_step(pos.step, pos.epoch, pos.index, per_epoch, cfg.train.epochs, cfg.train.max_steps)
 }
 
 /// Accuracy on a held-out set (with the run's data noise, as JEM), for classifier models.

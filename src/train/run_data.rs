@@ -43,6 +43,7 @@ impl RunData {
             indices: Arc::new(train_idx),
             augment: cfg.data.augment && full.is_image(),
             noise_sigma: if full.is_image() { cfg.data.noise_sigma as f32 } else { 0.0 },
+            shard: None,
         };
         let px_plan = (cfg.data.px_batch == PxBatch::Plain).then(|| BatchPlan {
             seed: mix_seed(&[cfg.train.seed, 0x9c]),
@@ -53,13 +54,13 @@ impl RunData {
         Ok(RunData { full, valid, test, plan, px_plan, range })
     }
 
-    /// Batches of `world` x B examples (B = data.batch_size), of which each of `world` ranks takes
-    /// its B rows ([`super::dist_run::DistRun::rows`]): the same examples, in the same order, as
-    /// one process with batches of world x B.
-    pub fn scale_batches(&mut self, world: usize) {
-        self.plan.batch_size *= world;
-        if let Some(p) = &mut self.px_plan {
+    /// Global batches of `world` x B examples (B = data.batch_size), of which rank `rank` builds
+    /// only its own B rows, [rank B, (rank + 1) B): the same examples as rows of one process's
+    /// batches of world x B ([`BatchPlan::shard`]).
+    pub fn scale_batches(&mut self, rank: usize, world: usize) {
+        for p in std::iter::once(&mut self.plan).chain(self.px_plan.as_mut()) {
             p.batch_size *= world;
+            p.shard = (world > 1).then_some((rank, world));
         }
     }
 
