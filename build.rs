@@ -8,12 +8,13 @@
 //! rustc links with `--as-needed`; nothing references symbols of `libtorch_cuda.so` (CUDA registers
 //! itself through static initialisers), so the linker would drop it and `Cuda::is_available()`
 //! would be false. We link it explicitly with `--no-as-needed` when it exists (tch-rs #907, #984).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rustc-check-cfg=cfg(ebm_c10d)");
+    println!("cargo:rustc-check-cfg=cfg(ebm_nccl)");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys names the libtorch lib folder");
     compile_ops(Path::new(&lib));
@@ -71,17 +72,85 @@ fn compile_dist(lib: &Path) {
     println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
     let root = lib.parent().expect("libtorch/lib has a parent");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .file("csrc/dist.cpp")
-        .include(root.join("include"))
-        .include(root.join("include/torch/csrc/api/include"))
-        .include(&gloo)
-        .flag("-std=c++17")
-        .flag("-w")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-        .compile("ebm_dist");
+    let build = || {
+        let mut b = cc::Build::new();
+        b.cpp(true)
+            .file("csrc/dist.cpp")
+            .include(root.join("include"))
+            .include(root.join("include/torch/csrc/api/include"))
+            .include(&gloo)
+            .flag("-std=c++17")
+            .flag("-w")
+            .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
+        b
+    };
+    if let Some(dirs) = nccl_includes(lib) {
+        let mut b = build();
+        b.define("EBM_NCCL", "1").includes(&dirs).cargo_warnings(false);
+        match b.try_compile("ebm_dist") {
+            Ok(()) => {
+                // ProcessGroupNCCL lives in libtorch_cuda (linked below, --no-as-needed), its
+                // CUDA guards in libc10_cuda.
+                println!("cargo:rustc-link-search=native={}", lib.display());
+                println!("cargo:rustc-link-lib=dylib=torch_cuda");
+                println!("cargo:rustc-link-lib=dylib=c10_cuda");
+                println!("cargo:rustc-cfg=ebm_c10d");
+                println!("cargo:rustc-cfg=ebm_nccl");
+                return;
+            }
+            Err(e) => {
+                println!("cargo:warning=csrc/dist.cpp did not compile with NCCL ({e}): ebm is built with Gloo only")
+            }
+        }
+    }
+    build().compile("ebm_dist");
     println!("cargo:rustc-cfg=ebm_c10d");
+}
+
+/// The include folders ProcessGroupNCCL.hpp needs beyond libtorch's, when libtorch has CUDA
+/// (lib/libtorch_cuda.so): nccl.h (NCCL_INCLUDE_DIR, else the pip wheel beside torch's,
+/// site-packages/nvidia/nccl/include, else /usr/include) and CUDA's host headers: the runtime's
+/// (cuda_runtime_api.h), the C runtime's (crt/host_config.h: pip `nvidia-cuda-crt`) and CCCL's
+/// (nv/target: pip `nvidia-cuda-cccl`), looked for in EBM_CUDA_INCLUDE (folders separated by
+/// `:`), CUDA_HOME/include, site-packages/nvidia/cu*/include and /usr/local/cuda/include. None (a
+/// warning naming what is missing): ebm is built with Gloo only.
+fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
+    for k in ["NCCL_INCLUDE_DIR", "CUDA_HOME", "EBM_CUDA_INCLUDE"] {
+        println!("cargo:rerun-if-env-changed={k}");
+    }
+    if !lib.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    let nvidia = std::fs::canonicalize(lib).ok()?.parent()?.parent()?.join("nvidia");
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let nccl = var("NCCL_INCLUDE_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([nvidia.join("nccl/include"), "/usr/include".into()])
+        .find(|d| d.join("nccl.h").exists());
+    let mut wheels: Vec<PathBuf> = std::fs::read_dir(&nvidia)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("include")).collect())
+        .unwrap_or_default();
+    wheels.sort();
+    let mut cuda: Vec<PathBuf> =
+        var("EBM_CUDA_INCLUDE").map(|v| v.split(':').map(PathBuf::from).collect()).unwrap_or_default();
+    cuda.extend(var("CUDA_HOME").map(|h| PathBuf::from(h).join("include")));
+    cuda.extend(wheels);
+    cuda.push("/usr/local/cuda/include".into());
+    // CCCL's wheel keeps its headers under include/cccl as well.
+    let cuda: Vec<PathBuf> = cuda.into_iter().flat_map(|d| [d.join("cccl"), d]).filter(|d| d.is_dir()).collect();
+    let missing: Vec<&str> = ["cuda_runtime_api.h", "crt/host_config.h", "nv/target"]
+        .into_iter()
+        .filter(|h| !cuda.iter().any(|d| d.join(h).exists()))
+        .collect();
+    match nccl {
+        Some(n) if missing.is_empty() => Some(std::iter::once(n).chain(cuda).collect()),
+        n => {
+            let what = n.map_or("nccl.h".to_string(), |_| missing.join(", "));
+            println!("cargo:warning=NCCL backend not built: {what} not found (pip install nvidia-cuda-crt nvidia-cuda-cccl of the CUDA runtime's version, or set NCCL_INCLUDE_DIR / EBM_CUDA_INCLUDE): ebm is built with Gloo only");
+            None
+        }
+    }
 }
 
 /// `cargo:rustc-env=EBM_TCH_VERSION=...`: the version of the `tch` package in Cargo.lock, or

@@ -1,7 +1,8 @@
 // Data-parallel communication on PyTorch's own c10d (the library torch.distributed runs on): a
-// TCPStore for the rendezvous and a ProcessGroupGloo for the collectives, as libtorch_cpu exports
-// them. Compiled by build.rs against the libtorch headers (and Gloo's, which the torch wheel does
-// not ship) only when Gloo's headers are found; see src/dist/ffi.rs.
+// TCPStore for the rendezvous and a ProcessGroupGloo (libtorch_cpu) or, when EBM_NCCL is defined,
+// a ProcessGroupNCCL (libtorch_cuda) for the collectives. Compiled by build.rs against the libtorch
+// headers (and Gloo's, which the torch wheel does not ship) only when Gloo's headers are found;
+// EBM_NCCL only when NCCL's and the CUDA runtime's headers are found too; see src/dist/ffi.rs.
 //
 // Every function reports a C++ exception as a message (freed by the caller with ebm_free_error)
 // instead of unwinding into Rust; c10 errors give their message without the C++ backtrace.
@@ -9,6 +10,11 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef EBM_NCCL
+#define USE_C10D_NCCL 1
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -45,7 +51,8 @@ bool is_loopback(const std::string &host) {
 
 struct EbmGroup {
   c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  // Gloo or NCCL: the collectives below use only c10d::Backend's interface.
+  c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
 };
 
@@ -89,6 +96,38 @@ int ebm_dist_start_group(EbmGroup *g, const char *host, int rank, int world, cha
     auto store = c10::static_intrusive_pointer_cast<c10d::Store>(g->store);
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
   });
+}
+
+// Whether this shim was compiled with ProcessGroupNCCL (1) or not (0).
+int ebm_dist_has_nccl() {
+#ifdef EBM_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// Builds the NCCL process group of `world` ranks over the store, this rank on GPU `device`
+// (cuda:LOCAL_RANK): the device is made current and bound to the group, and the communicator is
+// created now (eagerly), so that a NCCL failure is reported at joining, not at the first
+// all-reduce. Collectives then take tensors on that GPU only.
+int ebm_dist_start_nccl(EbmGroup *g, int rank, int world, int device, char **error) {
+#ifdef EBM_NCCL
+  return guarded(error, [&] {
+    const at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+    c10::cuda::set_device(gpu.index());
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = g->timeout;
+    auto store = c10::static_intrusive_pointer_cast<c10d::Store>(g->store);
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
+    pg->setBoundDeviceId(gpu);
+    pg->eagerConnectSingleDevice(gpu);
+    g->pg = pg;
+  });
+#else
+  *error = copy_text("this shim was compiled without NCCL");
+  return -1;
+#endif
 }
 
 void ebm_dist_free(EbmGroup *g) { delete g; }

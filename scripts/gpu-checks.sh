@@ -5,7 +5,9 @@
 #   2. the CPU/CUDA agreement check (`ebm bench --agreement`);
 #   3. a short real CIFAR-10 run (configs/jem-wrn28-10.toml) in two legs, the second resumed from
 #      the first, then `ebm eval` on the test split and a sample grid;
-#   4. the fast-mode tests are Rust tests: the GPU machine has no toolchain, so they are reported
+#   4. a 1-rank data-parallel run on NCCL (`ebm train --nproc-per-node 1`, dist.backend "nccl") and
+#      its resume (smoke: the same on Gloo, NCCL reported as skipped);
+#   5. the fast-mode tests are Rust tests: the GPU machine has no toolchain, so they are reported
 #      as not run, with check 1's `--fast both` and check 2's bf16 row as the fast-mode evidence.
 #
 # Usage: scripts/gpu-checks.sh OUT_DIR [--smoke] [--cifar DIR] [--steps N] [--budget S]
@@ -301,6 +303,30 @@ else
     "sample:ebm sample: a grid, rows are classes"; do
     skip "${s%%:*}" "${s#*:}" "no training data"
   done
+fi
+
+# 4. A 1-rank data-parallel run (`--nproc-per-node 1`) on the NCCL backend, then resumed: the
+# launcher, the rendezvous, NCCL's communicator and its collectives (broadcast of the weights,
+# gradient all-reduce, the checkpoint's all-gather) on one GPU. One GPU here, so one rank. The
+# smoke run (CPU) runs the same commands on Gloo: NCCL needs a GPU.
+if [ $SMOKE = 1 ]; then
+  BACKEND=gloo
+  meta dist_backend "gloo (smoke: NCCL skipped, no GPU; the same 1-rank commands on Gloo)"
+else
+  BACKEND=nccl
+  meta dist_backend "nccl"
+fi
+DRUN="$SCRATCH/dist-run"
+tiny=(--set 'model.preset="convnet-small"' --set model.width=8 --set data.batch_size=4 --set sgld.steps=2
+  --set buffer.size=64 --set train.log_every=1 --set dist.timeout=120 --set "dist.backend=\"$BACKEND\"")
+TITLE_D1="1-rank $BACKEND run (--nproc-per-node 1): steps 0-3"
+TITLE_D2="1-rank $BACKEND run, resumed: steps 3-6"
+if step dist-leg1 "$TITLE_D1" 120 "$EBM" train --config configs/jem-wrn28-10.toml --data synthetic:shapes:256 \
+  --out "$DRUN" --device "$DEVICE" --nproc-per-node 1 "${tiny[@]}" --set train.max_steps=3 --json; then
+  step dist-leg2 "$TITLE_D2" 120 "$EBM" train --resume "$DRUN" --out "$DRUN" --device "$DEVICE" --nproc-per-node 1 \
+    --set "dist.backend=\"$BACKEND\"" --set train.max_steps=6 --json
+else
+  skip dist-leg2 "$TITLE_D2" "leg 1 failed"
 fi
 
 meta seconds "$(($(date +%s) - T0))"

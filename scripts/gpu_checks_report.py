@@ -247,6 +247,26 @@ def cifar_section(by_id, meta):
     return lines
 
 
+def dist_section(by_id, meta):
+    """The 1-rank data-parallel run (`ebm train --nproc-per-node 1`) and its resume."""
+    lines = [f"Backend: {meta.get('dist_backend', '-')}.", ""]
+    rows = []
+    for leg in ("dist-leg1", "dist-leg2"):
+        s = by_id.get(leg)
+        r = (s or {}).get("result") or {}
+        rows.append([leg, (s or {}).get("status", "NOT RUN"), fmt(r.get("steps"), "d"), fmt(r.get("seconds"), ".1f")])
+    lines += table(["leg", "status", "steps (total)", "seconds"], rows)
+    leg1 = (by_id.get("dist-leg1") or {}).get("result") or {}
+    leg2 = (by_id.get("dist-leg2") or {}).get("result") or {}
+    if leg1.get("steps") is not None and leg2.get("steps") is not None:
+        resumed = leg2["steps"] == 2 * leg1["steps"]
+        lines.append(
+            f"- resume: continued from step {leg1['steps']} to step {leg2['steps']}"
+            + ("" if resumed else f" (expected {2 * leg1['steps']}: NOT a clean resume)")
+        )
+    return lines
+
+
 def main():
     scratch, out = sys.argv[1], sys.argv[2]
     meta = {}
@@ -305,13 +325,14 @@ def main():
     md += agreement_section(by_id.get("agreement"))
     md += ["", "## 3. A real training run in two legs (the second resumed)", ""]
     md += cifar_section(by_id, meta)
+    md += ["", "## 4. A 1-rank data-parallel run (NCCL on a GPU)", ""]
+    md += dist_section(by_id, meta)
     fast_tests = (
         "NOT RUN: the fast-mode tests (tests/fast_mode.rs) are Rust tests and the GPU machine has no Rust "
         "toolchain. Fast-mode evidence here: step `bench` (`--fast both`, float32 and the fast mode side by "
-        "side) and the fast-mode row of step `agreement`. A 1-rank NCCL run: not applicable, ebm has no "
-        "distributed training yet."
+        "side) and the fast-mode row of step `agreement`."
     )
-    md += ["", "## 4. Fast-mode tests", "", fast_tests, ""]
+    md += ["", "## 5. Fast-mode tests", "", fast_tests, ""]
     files = ["report.md", "report.json", "checks.log"] + (["samples.png"] if os.path.exists(os.path.join(out, "samples.png")) else [])
     md += ["## Files", "", ", ".join(f"`{f}`" for f in files), ""]
 

@@ -354,3 +354,21 @@ fn bad_rendezvous_settings_are_one_clear_error() {
         "{e}"
     );
 }
+
+/// `dist.backend = "nccl"` on the CPU is one error naming the key and the fix, before training.
+#[test]
+fn nccl_on_the_cpu_is_one_clear_error() {
+    let dir = tmp("nccl");
+    let cfg = write_config(&dir, "tiny.toml", common::TINY_JEM);
+    let run = dir.join("r");
+    let out = ebm()
+        .args(["train", "--config", s(&cfg), "--out", s(&run), "--quiet", "--nproc-per-node", "1"])
+        .args(["--set", "dist.backend=\"nccl\""])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("dist.backend") && line.contains("train.device = \"cuda\""), "{err}");
+    assert!(!run.join("checkpoints").exists(), "nothing trained");
+}

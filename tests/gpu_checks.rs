@@ -39,7 +39,21 @@ fn the_smoke_run_writes_one_report_and_passes() {
     files.sort();
     assert_eq!(files, ["checks.log", "report.json", "report.md", "samples.png"]);
     let ids: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["info", "bench", "pytorch", "agreement", "train-leg1", "train-leg2", "eval", "sample"]);
+    assert_eq!(
+        ids,
+        [
+            "info",
+            "bench",
+            "pytorch",
+            "agreement",
+            "train-leg1",
+            "train-leg2",
+            "eval",
+            "sample",
+            "dist-leg1",
+            "dist-leg2"
+        ]
+    );
     // The bench times both precisions; the agreement's float32 row passes.
     let bench = &step(&r, "bench")["result"];
     for mode in ["float32", "fast"] {
@@ -55,7 +69,18 @@ fn the_smoke_run_writes_one_report_and_passes() {
     assert_eq!(step(&r, "train-leg1")["result"]["steps"], 3);
     assert_eq!(step(&r, "train-leg2")["result"]["steps"], 6);
     assert_eq!(step(&r, "eval")["result"]["count"], 200);
-    for section in ["## 1. Training step", "## 2. Agreement", "## 3. A real training run", "## 4. Fast-mode tests"] {
+    // The 1-rank data-parallel run and its resume, on Gloo in the smoke run (NCCL needs a GPU).
+    assert_eq!(step(&r, "dist-leg1")["result"]["steps"], 3);
+    assert_eq!(step(&r, "dist-leg2")["result"]["steps"], 6);
+    assert!(step(&r, "dist-leg1")["command"].as_str().unwrap().contains("--nproc-per-node 1"));
+    assert!(md.contains("NCCL skipped, no GPU") && md.contains("resume: continued from step 3 to step 6"), "{md}");
+    for section in [
+        "## 1. Training step",
+        "## 2. Agreement",
+        "## 3. A real training run",
+        "## 4. A 1-rank",
+        "## 5. Fast-mode tests",
+    ] {
         assert!(md.contains(section), "{section} missing:\n{md}");
     }
     assert!(

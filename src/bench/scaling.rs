@@ -43,7 +43,7 @@ pub fn rank_iterations(
         Device::Cuda(_) => Device::Cuda(env.local_rank),
         d => d,
     };
-    let mut dist = DistRun::join(env, cfg)?;
+    let mut dist = DistRun::join(env, cfg, device)?;
     let mut jem = JemStep::new(cfg, device)?;
     dist.prepare(&mut jem.trainer, cfg)?;
     timed(0, warmup, device, || jem.step());

@@ -17,7 +17,7 @@ mod tests;
 
 pub use buffer::{BufferConfig, BufferInit};
 pub use data::{DataConfig, PxBatch};
-pub use dist::DistConfig;
+pub use dist::{Backend, BackendChoice, DistConfig};
 pub use ema::EmaConfig;
 pub use guard::GuardConfig;
 pub use model::{Activation, Architecture, Head, ModelConfig, Norm, Pool};

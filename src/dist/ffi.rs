@@ -1,5 +1,5 @@
-//! The C functions of `csrc/dist.cpp` (c10d's TCPStore and ProcessGroupGloo), present when build.rs
-//! found Gloo's headers (cfg `ebm_c10d`). Without them, [`AVAILABLE`] is false and
+//! The C functions of `csrc/dist.cpp` (c10d's TCPStore, ProcessGroupGloo and, with cfg `ebm_nccl`,
+//! ProcessGroupNCCL), present when build.rs found Gloo's headers (cfg `ebm_c10d`). Without them, [`AVAILABLE`] is false and
 //! [`super::Group::connect`] refuses before anything here is called.
 use std::ffi::{c_char, c_int, c_longlong};
 use torch_sys::C_tensor;
@@ -12,6 +12,10 @@ pub struct EbmGroup {
 
 /// Whether this build has c10d's process groups.
 pub const AVAILABLE: bool = cfg!(ebm_c10d);
+
+/// Whether this build has ProcessGroupNCCL (build.rs found NCCL's and CUDA's headers; cfg
+/// `ebm_nccl`, which implies `ebm_c10d`).
+pub const NCCL: bool = cfg!(ebm_nccl);
 
 #[cfg(ebm_c10d)]
 extern "C" {
@@ -28,6 +32,13 @@ extern "C" {
         host: *const c_char,
         rank: c_int,
         world: c_int,
+        error: *mut *mut c_char,
+    ) -> c_int;
+    pub fn ebm_dist_start_nccl(
+        g: *mut EbmGroup,
+        rank: c_int,
+        world: c_int,
+        device: c_int,
         error: *mut *mut c_char,
     ) -> c_int;
     pub fn ebm_dist_free(g: *mut EbmGroup);
@@ -90,6 +101,9 @@ mod absent {
         _: c_int,
         _: *mut *mut c_char,
     ) -> c_int {
+        never()
+    }
+    pub unsafe fn ebm_dist_start_nccl(_: *mut EbmGroup, _: c_int, _: c_int, _: c_int, _: *mut *mut c_char) -> c_int {
         never()
     }
     pub unsafe fn ebm_dist_free(_: *mut EbmGroup) {}

@@ -1,5 +1,9 @@
 //! [`Group`]: this process's place among the ranks of a data-parallel run, on c10d's TCPStore (the
-//! rendezvous: rank 0 hosts it at MASTER_ADDR:MASTER_PORT) and ProcessGroupGloo (the collectives).
+//! rendezvous: rank 0 hosts it at MASTER_ADDR:MASTER_PORT) and ProcessGroupGloo or
+//! ProcessGroupNCCL (the collectives; [`Backend`]).
+//!
+//! NCCL reduces only tensors on the rank's GPU: a collective given a tensor elsewhere (a host
+//! scalar: a decision, a step number) runs on a copy on that GPU, copied back.
 //!
 //! Joining is checked through the store before Gloo's own rendezvous, so that a wrong world size
 //! or a rank that never comes is one clear error, not a hang: every rank writes its world size
@@ -10,10 +14,11 @@
 //! that stopped answering ([`Group::diagnose`]).
 use super::ffi;
 use super::Env;
+use crate::config::Backend;
 use anyhow::{anyhow, bail};
 use std::ffi::{c_char, CStr, CString};
 use std::time::Duration;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// The reductions [`Group::all_reduce`] offers (Gloo has no average: sum, then divide).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,9 @@ pub struct Group {
     pub timeout: Duration,
     /// MASTER_ADDR:MASTER_PORT, for messages.
     pub addr: String,
+    pub backend: Backend,
+    /// Where the collectives run: NCCL's GPU (cuda:LOCAL_RANK); for Gloo, wherever the tensor is.
+    device: Option<Device>,
 }
 
 // SAFETY: the c10d objects are thread-safe for use from one thread at a time; a Group is owned
@@ -54,9 +62,19 @@ fn millis(d: Duration) -> i64 {
 
 impl Group {
     /// Joins the run `env` describes: connects to (rank 0: hosts) the store, checks every rank
-    /// agrees on the world size and has joined, then builds the Gloo group. Errors name the
-    /// address, the ranks and the fix.
-    pub fn connect(env: &Env, timeout: Duration) -> crate::Result<Group> {
+    /// agrees on the world size and has joined, then builds the `backend` group (NCCL: on
+    /// `device`, which must be a CUDA device; see `crate::config::BackendChoice::resolve`).
+    /// Errors name the address, the ranks and the fix.
+    pub fn connect(env: &Env, timeout: Duration, backend: Backend, device: Device) -> crate::Result<Group> {
+        let gpu = match (backend, device) {
+            (Backend::Gloo, _) => None,
+            (Backend::Nccl, Device::Cuda(i)) if ffi::NCCL => Some(i),
+            (Backend::Nccl, _) => bail!(
+                "rank {}: the NCCL backend needs a CUDA device and an ebm built with NCCL (here: {device:?}, NCCL built: {}): set dist.backend = \"gloo\"",
+                env.rank,
+                ffi::NCCL
+            ),
+        };
         if !ffi::AVAILABLE {
             bail!("this ebm was built without c10d (Gloo's headers were not found at build time): install them (apt-get install libgloo-dev, or GLOO_INCLUDE_DIR=...) and rebuild, to train with WORLD_SIZE = {}", env.world);
         }
@@ -83,13 +101,19 @@ impl Group {
                 take_text(error)
             );
         }
-        let g = Group { ptr, rank: env.rank, world: env.world, timeout, addr };
+        let g = Group { ptr, rank: env.rank, world: env.world, timeout, addr, backend, device: gpu.map(Device::Cuda) };
         g.check_membership()?;
+        let (rank, world) = (g.rank as i32, g.world as i32);
         let mut error = std::ptr::null_mut();
         // SAFETY: live group, valid strings.
-        let rc = unsafe { ffi::ebm_dist_start_group(g.ptr, host.as_ptr(), g.rank as i32, g.world as i32, &mut error) };
+        let rc = unsafe {
+            match gpu {
+                None => ffi::ebm_dist_start_group(g.ptr, host.as_ptr(), rank, world, &mut error),
+                Some(i) => ffi::ebm_dist_start_nccl(g.ptr, rank, world, i as i32, &mut error),
+            }
+        };
         if rc != 0 {
-            bail!("rank {}: Gloo's rendezvous over {} failed: {}", g.rank, g.addr, take_text(error));
+            bail!("rank {}: {}'s rendezvous over {} failed: {}", g.rank, backend.name(), g.addr, take_text(error));
         }
         Ok(g)
     }
@@ -171,26 +195,49 @@ impl Group {
         Ok(take_text(value))
     }
 
-    /// In place: `t` = the reduction over ranks of every rank's `t` (a CPU or CUDA tensor,
-    /// contiguous).
+    /// `body` on `t` where the backend can take it: `t` itself, or (NCCL, `t` not on the rank's
+    /// GPU) a copy there, copied back into `t` afterwards.
+    fn on_device(&self, t: &Tensor, body: impl FnOnce(&Tensor) -> crate::Result<()>) -> crate::Result<()> {
+        match self.device {
+            Some(d) if t.device() != d => {
+                let there = t.to_device(d);
+                body(&there)?;
+                t.shallow_clone().copy_(&there);
+                Ok(())
+            }
+            _ => body(t),
+        }
+    }
+
+    /// In place: `t` = the reduction over ranks of every rank's `t` (contiguous; Gloo: on the
+    /// CPU or a GPU, NCCL: see the module's comment).
     pub fn all_reduce(&self, t: &Tensor, op: ReduceOp) -> crate::Result<()> {
-        let mut error = std::ptr::null_mut();
-        // SAFETY: live group and tensor; the shim only writes into t's storage.
-        let rc = unsafe { ffi::ebm_dist_all_reduce(self.ptr, t.as_ptr() as *mut _, op as i32, &mut error) };
-        self.check(rc, error, "all-reduce")
+        self.on_device(t, |t| {
+            let mut error = std::ptr::null_mut();
+            // SAFETY: live group and tensor; the shim only writes into t's storage.
+            let rc = unsafe { ffi::ebm_dist_all_reduce(self.ptr, t.as_ptr() as *mut _, op as i32, &mut error) };
+            self.check(rc, error, "all-reduce")
+        })
     }
 
     /// In place: `t` = rank `root`'s `t`.
     pub fn broadcast(&self, t: &Tensor, root: usize) -> crate::Result<()> {
-        let mut error = std::ptr::null_mut();
-        // SAFETY: as all_reduce.
-        let rc = unsafe { ffi::ebm_dist_broadcast(self.ptr, t.as_ptr() as *mut _, root as i32, &mut error) };
-        self.check(rc, error, "broadcast")
+        self.on_device(t, |t| {
+            let mut error = std::ptr::null_mut();
+            // SAFETY: as all_reduce.
+            let rc = unsafe { ffi::ebm_dist_broadcast(self.ptr, t.as_ptr() as *mut _, root as i32, &mut error) };
+            self.check(rc, error, "broadcast")
+        })
     }
 
-    /// Every rank's `t`, stacked: [world, ...t's shape], row r from rank r.
+    /// Every rank's `t`, stacked: [world, ...t's shape], row r from rank r, on the device of `t`
+    /// (NCCL: gathered on the rank's GPU).
     pub fn all_gather(&self, t: &Tensor) -> crate::Result<Tensor> {
-        let t = t.contiguous();
+        let back = t.device();
+        let t = match self.device {
+            Some(d) => t.to_device(d).contiguous(),
+            None => t.contiguous(),
+        };
         let mut shape = vec![self.world as i64];
         shape.extend(t.size());
         let out = Tensor::empty(shape.as_slice(), (t.kind(), t.device()));
@@ -198,7 +245,7 @@ impl Group {
         // SAFETY: live group and tensors; the shim writes only into out's storage.
         let rc = unsafe { ffi::ebm_dist_all_gather(self.ptr, t.as_ptr(), out.as_ptr() as *mut _, &mut error) };
         self.check(rc, error, "all-gather")?;
-        Ok(out)
+        Ok(out.to_device(back))
     }
 
     /// Returns when every rank has called it.

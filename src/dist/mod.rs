@@ -1,6 +1,6 @@
 //! Data-parallel training across processes on PyTorch's own c10d (the engine under
-//! torch.distributed): a TCPStore for the rendezvous and Gloo for the collectives, reached through
-//! the small C++ shim `csrc/dist.cpp`.
+//! torch.distributed): a TCPStore for the rendezvous and Gloo or NCCL for the collectives
+//! (`dist.backend`), reached through the small C++ shim `csrc/dist.cpp`.
 //!
 //! The semantics (README, "Data-parallel training"): W ranks, each on its own device; rank r builds
 //! only rows [rB, (r+1)B) of every global batch of W x B examples (the loader's batches are a pure
@@ -24,9 +24,13 @@ pub use group::{Group, ReduceOp};
 /// Whether this build can join other processes (c10d was compiled in).
 pub const AVAILABLE: bool = ffi::AVAILABLE;
 
+/// Whether this build has the NCCL backend (`dist.backend`; see `crate::config::BackendChoice`).
+pub const NCCL: bool = ffi::NCCL;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Backend;
     use std::time::Duration;
     use tch::{Device, Kind, Tensor};
 
@@ -47,7 +51,7 @@ mod tests {
         let rank = move |r: usize| {
             std::thread::spawn(move || {
                 let env = Env::loopback(r, 2, port);
-                let g = Group::connect(&env, Duration::from_secs(20)).unwrap();
+                let g = Group::connect(&env, Duration::from_secs(20), Backend::Gloo, Device::Cpu).unwrap();
                 let x = Tensor::from_slice(&[1.0f32 + r as f32, 10.0 * (r as f32 + 1.0)]);
                 g.all_reduce(&x, ReduceOp::Sum).unwrap();
                 let m = Tensor::from_slice(&[r as i64 * 7 - 3]);
@@ -76,9 +80,12 @@ mod tests {
         let port = free_port();
         let env = |rank, world| Env::loopback(rank, world, port);
         let e0 = env(0, 2);
-        let host =
-            std::thread::spawn(move || Group::connect(&e0, Duration::from_secs(3)).err().map(|e| format!("{e:#}")));
-        let err = Group::connect(&env(1, 3), Duration::from_secs(10)).err().expect("mismatch refused");
+        let host = std::thread::spawn(move || {
+            Group::connect(&e0, Duration::from_secs(3), Backend::Gloo, Device::Cpu).err().map(|e| format!("{e:#}"))
+        });
+        let err = Group::connect(&env(1, 3), Duration::from_secs(10), Backend::Gloo, Device::Cpu)
+            .err()
+            .expect("mismatch refused");
         assert!(format!("{err:#}").contains("WORLD_SIZE = 3 here but 2 on rank 0"), "{err:#}");
         let host_err = host.join().unwrap().expect("rank 0 refuses too");
         assert!(host_err.contains("WORLD_SIZE = 2 here but 3 on rank 1"), "{host_err}");

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 pub struct DistRun {
     pub group: Rc<Group>,
@@ -20,9 +20,11 @@ pub struct DistRun {
 }
 
 impl DistRun {
-    /// Joins the run `env` describes, waiting at most `dist.timeout`.
-    pub fn join(env: &Env, cfg: &TrainConfig) -> crate::Result<Self> {
-        let group = Rc::new(Group::connect(env, cfg.dist.timeout())?);
+    /// Joins the run `env` describes as the rank on `device` (cuda:LOCAL_RANK or the CPU), on the
+    /// backend `dist.backend` resolves to there, waiting at most `dist.timeout`.
+    pub fn join(env: &Env, cfg: &TrainConfig, device: Device) -> crate::Result<Self> {
+        let backend = cfg.dist.backend.resolve(device, crate::dist::NCCL)?;
+        let group = Rc::new(Group::connect(env, cfg.dist.timeout(), backend, device)?);
         Ok(DistRun { group, failure: Rc::default(), reduce_seconds: Rc::default() })
     }
 
@@ -94,7 +96,7 @@ mod tests {
     use super::*;
     use crate::objectives::Inputs;
     use crate::train::Step;
-    use tch::{Device, Kind};
+    use tch::Kind;
 
     /// CD-1 with noiseless Langevin steps: the negatives are a fixed function of each example.
     fn config() -> TrainConfig {
@@ -127,7 +129,7 @@ mod tests {
             std::thread::spawn(move || {
                 let env = Env::loopback(r, 2, port);
                 let cfg = config();
-                let mut d = DistRun::join(&env, &cfg).unwrap();
+                let mut d = DistRun::join(&env, &cfg, Device::Cpu).unwrap();
                 tch::manual_seed(100 + r as i64); // different starts: the broadcast makes them rank 0's
                 let mut t = Trainer::new(&cfg, Device::Cpu, 3.0).unwrap();
                 d.prepare(&mut t, &cfg).unwrap();

@@ -100,12 +100,12 @@ impl<'a> Run<'a> {
     pub fn start(cfg: &'a TrainConfig, opts: &'a RunOptions) -> crate::Result<Self> {
         // The objective's own rules, before any data is loaded (Trainer::new builds it, checked).
         crate::objectives::check(cfg)?;
-        let mut dist = opts.dist.as_ref().map(|env| DistRun::join(env, cfg)).transpose()?;
         let device = match (crate::device::parse_device(&cfg.train.device)?, &opts.dist) {
             // One device per rank: cuda:LOCAL_RANK.
             (Device::Cuda(_), Some(env)) => Device::Cuda(env.local_rank),
             (d, _) => d,
         };
+        let mut dist = opts.dist.as_ref().map(|env| DistRun::join(env, cfg, device)).transpose()?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         } else if let Some(env) = &opts.dist {
