@@ -1,6 +1,7 @@
 // Langevin dynamics on the energy of an MLP, in one call: the input gradient written by hand
 // (no autograd graph), every buffer allocated once per call, the points in tiles small enough
-// that a tile's activations stay in cache through its forward and backward pass.
+// that a tile's activations stay in cache through its forward and backward pass, the tiles
+// shared out between libtorch's threads.
 //
 // The network (src/models/mlp.rs with an energy head): a_0 = x, for l = 1..L
 //   z_l = a_{l-1} W_l^T + b_l,  a_l = act(z_l);  E(x) = -(a_L . w + c).
@@ -20,6 +21,7 @@
 // stream is the same. Compiled with -ffp-contract=off: no multiply-add is fused behind our back.
 #include "shim.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
@@ -146,13 +148,34 @@ void tile_grad(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &gx, fl
   at::mm_out(gx, delta, m.w[0]);
 }
 
-// dE/dx of all rows of x [N, D] into g [N, D], tile by tile.
-void grad_all(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &g, int64_t tile, float *energy) {
-  const int64_t n = x.size(0);
-  for (int64_t r = 0; r < n; r += tile) {
-    const int64_t p = std::min(tile, n - r);
-    at::Tensor gx = g.narrow(0, r, p);
-    tile_grad(m, s, x.narrow(0, r, p), gx, energy == nullptr ? nullptr : energy + r);
+// One scratch per libtorch thread, each for tiles of up to `rows` points.
+struct Scratches {
+  std::vector<Scratch> per_thread;
+  Scratches(const Mlp &m, int64_t rows) {
+    const int threads = std::max(at::get_num_threads(), 1);
+    per_thread.reserve(threads);
+    for (int t = 0; t < threads; ++t) per_thread.emplace_back(m, rows);
+  }
+};
+
+// dE/dx of all rows of x [N, D] into g [N, D], tile by tile. Tiles are independent, so libtorch's
+// threads take them in parallel (each with its own scratch; the matrix products inside a parallel
+// region run on one thread). A tile's result does not depend on which thread computes it, so the
+// chains are the same at any thread count.
+void grad_all(const Mlp &m, Scratches &s, const at::Tensor &x, at::Tensor &g, int64_t tile, float *energy) {
+  const int64_t n = x.size(0), tiles = (n + tile - 1) / tile;
+  auto run = [&](int64_t begin, int64_t end) {
+    Scratch &mine = s.per_thread[std::min<size_t>(at::get_thread_num(), s.per_thread.size() - 1)];
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r = t * tile, p = std::min(tile, n - r);
+      at::Tensor gx = g.narrow(0, r, p);
+      tile_grad(m, mine, x.narrow(0, r, p), gx, energy == nullptr ? nullptr : energy + r);
+    }
+  };
+  if (tiles == 1 || s.per_thread.size() == 1) {
+    run(0, tiles);
+  } else {
+    at::parallel_for(0, tiles, 1, run);
   }
 }
 
@@ -176,7 +199,7 @@ void add(float *x, const float *y, int64_t n) {
 
 void langevin(const Mlp &m, at::Tensor &x, int64_t steps, const Update &u, int64_t tile) {
   const int64_t n = x.numel();
-  Scratch s(m, std::min(tile, x.size(0)));
+  Scratches s(m, std::min(tile, x.size(0)));
   at::Tensor g = at::empty_like(x), noise = at::empty_like(x);
   float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *np = noise.data_ptr<float>();
   const float lo = static_cast<float>(u.lo), hi = static_cast<float>(u.hi);
@@ -228,7 +251,7 @@ at::Tensor *ebm_mlp_energy_grad(const at::Tensor *x0, const at::Tensor *const *w
     const Mlp m = make_mlp(w, b, layers, head_w, head_b, act);
     at::Tensor x = chains_copy(x0, m);
     TORCH_CHECK(tile >= 1, "tile must be positive");
-    Scratch s(m, std::min(tile, std::max<int64_t>(x.size(0), 1)));
+    Scratches s(m, std::min(tile, std::max<int64_t>(x.size(0), 1)));
     at::Tensor g = at::empty_like(x), e = at::empty({x.size(0)}, x.options());
     grad_all(m, s, x, g, tile, e.data_ptr<float>());
     *energy = new at::Tensor(e);
