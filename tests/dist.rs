@@ -210,9 +210,14 @@ fn a_killed_rank_stops_the_other_with_an_error_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(killed.elapsed() < Duration::from_secs(25), "rank 0 took {:?}", killed.elapsed());
+    names_rank_1_and_keeps_the_last_checkpoint(&err, &run);
+}
+
+/// Rank 0's error line names rank 1, and the newest checkpoint folder is whole (its manifest,
+/// written last, is there).
+fn names_rank_1_and_keeps_the_last_checkpoint(err: &str, run: &std::path::Path) {
     let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("rank 1 died or hung"), "{line}");
-    // The newest checkpoint folder is whole (its manifest, written last, is there).
     let newest = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .flatten()
@@ -314,16 +319,7 @@ fn a_hung_rank_stops_the_other_with_an_error_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(took < Duration::from_secs(20), "rank 0 took {took:?}");
-    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("rank 1 died or hung"), "{line}");
-    let newest = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("step-"))
-        .max()
-        .unwrap();
-    assert!(newest.join("manifest.json").exists(), "{}", newest.display());
+    names_rank_1_and_keeps_the_last_checkpoint(&err, &run);
 }
 
 /// A port that is no port, and a store nobody hosts, are each one clear error.
