@@ -240,10 +240,7 @@ fn scaling(a: &BenchArgs, n: usize, note: Option<&str>) -> anyhow::Result<()> {
     let mode = if a.fast.trim() == "both" { "off" } else { a.fast.as_str() };
     let (iters, warmup) = (a.iters.max(1).to_string(), a.warmup.to_string());
     let args = ["--iters", &iters, "--warmup", &warmup, "--device", &a.device, "--fast", mode, "--threads", &threads];
-    let stdout = bench_child(a, &args, true, "one process")?;
-    let one: TrainBench =
-        serde_json::from_value(serde_json::from_slice::<serde_json::Value>(&stdout)?["train"].clone())
-            .context("unreadable bench output")?;
+    let one: TrainBench = json_field(&bench_child(a, &args, true, "one process")?, "train")?;
     let port = ebm::dist::launch::free_port()?;
     let mut workers = Vec::new();
     for r in 0..n {
@@ -257,9 +254,7 @@ fn scaling(a: &BenchArgs, n: usize, note: Option<&str>) -> anyhow::Result<()> {
     if let Some((r, o)) = outputs.iter().enumerate().find(|(_, o)| !o.status.success()) {
         bail!("bench rank {r} of {n} failed ({})", o.status);
     }
-    let ranks: RankBench =
-        serde_json::from_value(serde_json::from_slice::<serde_json::Value>(&outputs[0].stdout)?["rank"].clone())
-            .context("unreadable bench output of rank 0")?;
+    let ranks: RankBench = json_field(&outputs[0].stdout, "rank").context("rank 0")?;
     let s = Scaling::new(one.seconds_per_iter, &ranks);
     if a.json {
         println!("{}", serde_json::json!({"scaling": s, "one_process": one}));
@@ -301,9 +296,13 @@ fn bench_in_child(a: &BenchArgs, mode: &str) -> anyhow::Result<TrainBench> {
     if let Some(t) = &threads {
         args.extend(["--threads", t]);
     }
-    let stdout = bench_child(a, &args, true, &format!("--fast {mode}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&stdout).context("unreadable bench output")?;
-    serde_json::from_value(v["train"].clone()).context("unreadable bench output")
+    json_field(&bench_child(a, &args, true, &format!("--fast {mode}"))?, "train")
+}
+
+/// The object under `key` of a bench child's JSON output.
+fn json_field<T: serde::de::DeserializeOwned>(stdout: &[u8], key: &str) -> anyhow::Result<T> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).context("unreadable bench output")?;
+    serde_json::from_value(v[key].clone()).with_context(|| format!("unreadable bench output: no `{key}` result"))
 }
 
 fn gpu_memory_text(t: &TrainBench) -> String {
