@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 #ifdef EBM_NCCL
 #define USE_C10D_NCCL 1
 #include <c10/cuda/CUDAFunctions.h>
@@ -20,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -49,11 +52,26 @@ bool is_loopback(const std::string &host) {
 }
 }  // namespace
 
+// Drops c10 warnings: the Reducer's once-per-process note that finding unused parameters costs a
+// graph traversal (ebm asks for it deliberately: an objective may leave a parameter unused).
+struct Quiet : c10::WarningHandler {
+  void process(const c10::Warning &) override {}
+};
+
 struct EbmGroup {
   c10::intrusive_ptr<c10d::TCPStore> store;
   // Gloo or NCCL: the collectives below use only c10d::Backend's interface.
   c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
+};
+
+// DistributedDataParallel's gradient reducer (c10d::Reducer): post-hooks on every parameter's
+// gradient accumulator copy each gradient, divided by the world size, into its bucket, and
+// all-reduce a bucket as soon as all of its gradients are in, while the backward pass goes on;
+// the pass ends by waiting for every bucket and copying the averages back into .grad.
+struct EbmReducer {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::unique_ptr<c10d::Reducer> reducer;
 };
 
 extern "C" {
@@ -194,6 +212,55 @@ int ebm_dist_barrier(EbmGroup *g, char **error) {
     o.timeout = g->timeout;
     g->pg->barrier(o)->wait(g->timeout);
   });
+}
+
+// A reducer for the n parameters (the same tensors, in the same order, on every rank), in buckets:
+// bucket b holds the indices order[start_b .. start_b + sizes[b]), the first bucket's gradients
+// being the first the backward pass produces. It wraps the group's backend in a c10d::ProcessGroup
+// (the Reducer's interface), finds unused parameters every pass (an objective may not use them
+// all), and keeps gradients apart from the buckets.
+EbmReducer *ebm_dist_reducer_new(EbmGroup *g, at::Tensor **params, int n, const long long *order,
+                                 const long long *sizes, int buckets, long long bucket_bytes, char **error) {
+  EbmReducer *out = nullptr;
+  guarded(error, [&] {
+    std::vector<at::Tensor> ps;
+    for (int i = 0; i < n; ++i) ps.push_back(*params[i]);
+    std::vector<std::vector<size_t>> indices(static_cast<size_t>(buckets));
+    long long at = 0;
+    for (int b = 0; b < buckets; ++b)
+      for (long long k = 0; k < sizes[b]; ++k) indices[b].push_back(static_cast<size_t>(order[at++]));
+    auto store = c10::static_intrusive_pointer_cast<c10d::Store>(g->store);
+    auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, g->pg->getRank(), g->pg->getSize());
+    const bool nccl = g->pg->getBackendName() == "nccl";
+    const auto type = nccl ? c10d::ProcessGroup::BackendType::NCCL : c10d::ProcessGroup::BackendType::GLOO;
+    pg->setBoundDeviceId(g->pg->getBoundDeviceId());
+    pg->setDefaultBackend(type);
+    if (!nccl) pg->setBackend(c10::DeviceType::CPU, type, g->pg);
+    if (ps[0].device().type() != c10::DeviceType::CPU) pg->setBackend(ps[0].device().type(), type, g->pg);
+    auto r = std::make_unique<c10d::Reducer>(ps, indices, pg, std::vector<bool>(ps.size(), false), bucket_bytes,
+                                             /*find_unused_parameters=*/true, /*gradient_as_bucket_view=*/false,
+                                             std::unordered_map<size_t, std::string>{}, bucket_bytes,
+                                             /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
+                                             std::vector<int64_t>{});
+    out = new EbmReducer{pg, std::move(r)};
+  });
+  return out;
+}
+
+// Arms the reducer for the backward pass of `loss`, which the caller runs next.
+int ebm_dist_reducer_prepare(EbmReducer *r, const at::Tensor *loss, char **error) {
+  return guarded(error, [&] {
+    Quiet quiet;
+    c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+    r->reducer->prepare_for_backward({*loss});
+  });
+}
+
+void ebm_dist_reducer_free(EbmReducer *r) {
+  try {
+    delete r;
+  } catch (...) {
+  }
 }
 
 }  // extern "C"

@@ -281,71 +281,117 @@ const TOY2D_SEEN: [(&str, [f64; 3]); 11] = [
     ("mpf", [0.202, 0.925, 0.632]),
     // Measured on 2026-12-02 (`ebm experiment toy2d --objective ksd`, bandwidth 0.3).
     ("ksd", [0.3176, 1.2862, 0.6786]),
-    // Measured on 2026-12-02 (`ebm experiment toy2d --objective learned-sampler --test-points
-    // 5000`: beta1 0, alpha 0.1): it learns 8gaussians, not rings nor checkerboard in 234 steps.
-    ("learned-sampler", [0.5759, 1.2211, 3.5146]),
+    // Measured on 2026-12-02 (`ebm experiment toy2d --objective learned-sampler`: learned noise,
+    // gradient penalty 0.1, Adam (0, 0.9) at 2e-3, alpha 0.1): in 234 steps it learns
+    // 8gaussians, not rings nor checkerboard (it does in 2,340: the test below).
+    ("learned-sampler", [0.941, 1.142, 1.238]),
 ];
 
 /// KL of the uniform density on the data's box (README): 8gaussians, rings, checkerboard.
 const UNIFORM_KL: [f64; 3] = [1.26, 1.10, 0.69];
 /// The margin in nats by which a method that learns a density must beat the uniform baseline.
 const MARGIN: f64 = 0.05;
-/// How many (objective, density) cells of TOY2D_SEEN do not beat the baseline by 2 x MARGIN: on
-/// rings cd (0.10 under), sm, ssm, dsm, ksd and learned-sampler; on checkerboard pcd, cd, sm, ssm,
-/// dsm, ksd, mpf (0.06 under) and learned-sampler.
-const NOT_BEATING_UNIFORM: usize = 14;
 
-#[test]
-fn every_objective_learns_every_toy_density_within_its_stated_kl() {
-    // `ebm experiment toy2d` at the size of the README's table, in its own process: it trains
-    // in-process, and libtorch's generator and thread count are global, so it must not share a
-    // process with the other tests of this file.
+/// `ebm experiment toy2d --density NAME` at the size of the README's table, in its own process
+/// (it trains in-process, and libtorch's generator and thread count are global, so it must not
+/// share a process with the other tests of this file; one density per test, so that the three
+/// run side by side), checked against TOY2D_SEEN.
+///
+/// `not_beating`: the objectives whose cell of TOY2D_SEEN does not beat the uniform baseline by
+/// 2 x MARGIN, as the README's table says.
+fn every_objective_learns_within_its_stated_kl(k: usize, not_beating: &[&str]) {
+    let toy = ebm::experiments::toy2d::DENSITIES[k];
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(&["experiment", "toy2d", "--test-points", "5000", "--out", dir.path().to_str().unwrap(), "--json"]);
+    let out = ok(&[
+        "experiment",
+        "toy2d",
+        "--density",
+        toy.name(),
+        "--test-points",
+        "5000",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
     let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let rows = r["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), TOY2D_SEEN.len() * 3);
+    assert_eq!(rows.len(), TOY2D_SEEN.len());
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
-    for (k, toy) in ebm::experiments::toy2d::DENSITIES.iter().enumerate() {
-        let truth = &r["truths"][k];
-        assert!(f(truth, "mass_outside_grid") < 1e-6, "{truth}");
-        for (objective, seen) in TOY2D_SEEN {
-            let row = rows.iter().find(|r| r["objective"] == objective && r["density"] == toy.name()).unwrap();
-            eprintln!(
-                "{objective} on {}: KL {:.4}, held-out LL {:.4}",
+    let truth = &r["truths"][0];
+    assert!(f(truth, "mass_outside_grid") < 1e-6, "{truth}");
+    let uniform = f(truth, "uniform_box_ll");
+    let mut not_beaten = Vec::new();
+    for (objective, seen) in TOY2D_SEEN {
+        let row = rows.iter().find(|r| r["objective"] == objective).unwrap();
+        eprintln!("{objective} on {}: KL {:.4}, held-out LL {:.4}", toy.name(), f(row, "kl"), f(row, "held_out_ll"));
+        assert!(std::path::Path::new(row["figure"].as_str().unwrap()).exists(), "{row}");
+        // No model beats the truth: the grid KL is >= 0 and the held-out gap (a Monte-Carlo
+        // estimate of the same KL) is not clearly below 0.
+        assert!(f(row, "kl") > -1e-3 && f(row, "ll_gap") > -0.05, "{row}");
+        // The stated threshold: what was seen, plus a quarter and 0.2 nats.
+        let max_kl = 1.25 * seen[k] + 0.2;
+        assert!(f(row, "kl") < max_kl, "{objective} on {}: KL {} >= {max_kl:.4}", toy.name(), f(row, "kl"));
+        // Against the uniform density on the data's box: a cell measured at least 2 x MARGIN below
+        // its KL must beat it by MARGIN in held-out log-likelihood; the others are reported as not
+        // beating it (as the README's table says), never silently passed as learnt.
+        if seen[k] < UNIFORM_KL[k] - 2.0 * MARGIN {
+            assert!(
+                f(row, "held_out_ll") > uniform + MARGIN,
+                "{objective} on {}: held-out LL {:.4} does not beat uniform {uniform:.4} by {MARGIN}",
                 toy.name(),
-                f(row, "kl"),
                 f(row, "held_out_ll")
             );
-            assert!(std::path::Path::new(row["figure"].as_str().unwrap()).exists(), "{row}");
-            // No model beats the truth: the grid KL is >= 0 and the held-out gap (a Monte-Carlo
-            // estimate of the same KL) is not clearly below 0.
-            assert!(f(row, "kl") > -1e-3 && f(row, "ll_gap") > -0.05, "{row}");
-            // The stated threshold: what was seen, plus a quarter and 0.2 nats.
-            let max_kl = 1.25 * seen[k] + 0.2;
-            assert!(f(row, "kl") < max_kl, "{objective} on {}: KL {} >= {max_kl:.4}", toy.name(), f(row, "kl"));
+        } else {
+            not_beaten.push(objective);
         }
     }
-    // Against the uniform density on the data's box: a cell measured at least 2 x MARGIN below its
-    // KL must beat it by MARGIN in held-out log-likelihood; the others are reported as not
-    // beating it (as the README's table says), never silently passed as learnt.
-    let mut not_beating = Vec::new();
-    for (k, toy) in ebm::experiments::toy2d::DENSITIES.iter().enumerate() {
-        let uniform = f(&r["truths"][k], "uniform_box_ll");
-        for (objective, seen) in TOY2D_SEEN {
-            let row = rows.iter().find(|r| r["objective"] == objective && r["density"] == toy.name()).unwrap();
-            if seen[k] < UNIFORM_KL[k] - 2.0 * MARGIN {
-                assert!(
-                    f(row, "held_out_ll") > uniform + MARGIN,
-                    "{objective} on {}: held-out LL {:.4} does not beat uniform {uniform:.4} by {MARGIN}",
-                    toy.name(),
-                    f(row, "held_out_ll")
-                );
-            } else {
-                not_beating.push(format!("{objective} on {}", toy.name()));
-            }
-        }
-    }
-    eprintln!("not beating the uniform baseline by {MARGIN} nats (reported, README): {}", not_beating.join(", "));
-    assert_eq!(not_beating.len(), NOT_BEATING_UNIFORM, "{not_beating:?}");
+    eprintln!("on {}, not beating the uniform baseline by {MARGIN} nats (README): {not_beaten:?}", toy.name());
+    assert_eq!(not_beaten, not_beating);
+}
+
+#[test]
+fn every_objective_learns_8gaussians_within_its_stated_kl() {
+    every_objective_learns_within_its_stated_kl(0, &[]);
+}
+
+#[test]
+fn every_objective_learns_rings_within_its_stated_kl() {
+    // cd is 0.10 under the baseline.
+    every_objective_learns_within_its_stated_kl(1, &["cd", "sm", "ssm", "dsm", "ksd", "learned-sampler"]);
+}
+
+#[test]
+fn every_objective_learns_checkerboard_within_its_stated_kl() {
+    // mpf is 0.06 under the baseline.
+    every_objective_learns_within_its_stated_kl(2, &["pcd", "cd", "sm", "ssm", "dsm", "mpf", "ksd", "learned-sampler"]);
+}
+
+/// The learned sampler needs more than the table's 234 steps on checkerboard: at 30 epochs (2,340
+/// steps) it beats the uniform baseline (measured 2026-12-02: KL 0.43 and 0.57 at seeds 1 and 2,
+/// held-out LL 0.27 and 0.13 nats over the baseline's; the uniform's KL is 0.69).
+#[test]
+fn the_learned_sampler_learns_checkerboard_given_2340_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&[
+        "experiment",
+        "toy2d",
+        "--objective",
+        "learned-sampler",
+        "--density",
+        "checkerboard",
+        "--epochs",
+        "30",
+        "--test-points",
+        "5000",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (row, truth) = (&r["rows"][0], &r["truths"][0]);
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    eprintln!("learned-sampler on checkerboard, 30 epochs: {row}");
+    assert!(f(row, "kl") > -1e-3 && f(row, "ll_gap") > -0.05, "{row}");
+    assert!(f(row, "kl") < UNIFORM_KL[2] - 2.0 * MARGIN, "{row}");
+    assert!(f(row, "held_out_ll") > f(truth, "uniform_box_ll") + MARGIN, "{row} against {truth}");
 }

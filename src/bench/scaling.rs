@@ -3,10 +3,13 @@
 //! rank stays B, so N ranks take N times the work per step; with t1 the time of one step of one
 //! process at batch B and tN the time of one step of N ranks at B each (global N B), the
 //! efficiency is t1 / tN (1 when the ranks run as fast together as one alone) and the speed-up in
-//! examples per second N t1 / tN. The all-reduce time per step is the gradient reducer's own
-//! clock ([`crate::train::all_reduce::AllReduce::seconds`]), averaged over the ranks; the rest of
-//! tN beyond t1 is the ranks slowing each other (shared cores, memory bandwidth) and the
-//! collective decisions (the divergence guard's verdict).
+//! examples per second N t1 / tN. tN is timed as training runs (`dist.overlap`: by default c10d's
+//! Reducer all-reduces buckets during the backward pass), then again with the all-reduce after
+//! the backward pass, whose time per step is the gradient reducer's own clock
+//! ([`crate::train::all_reduce::AllReduce::seconds`]), averaged over the ranks; the difference
+//! of the two tN is what the overlap saves. The rest of tN beyond t1 is the ranks slowing each
+//! other (shared cores, memory bandwidth) and the collective decisions (the divergence guard's
+//! verdict).
 use super::{timed, JemStep};
 use crate::config::TrainConfig;
 use crate::dist::group::reduce_scalar;
@@ -24,8 +27,12 @@ pub struct RankBench {
     pub iters: usize,
     /// The slowest rank's mean seconds per step.
     pub seconds_per_iter: f64,
-    /// All-reduce seconds per step, the mean over ranks.
+    /// Seconds per step with the all-reduce after the backward pass (the slowest rank's)...
+    pub after_pass_seconds_per_iter: f64,
+    /// ... and the all-reduce's share of it, the mean over ranks.
     pub reduce_seconds_per_iter: f64,
+    /// Whether `seconds_per_iter` overlapped the all-reduce with the backward pass.
+    pub overlap: bool,
     pub diverged: usize,
     pub threads: i32,
 }
@@ -46,22 +53,28 @@ pub fn rank_iterations(
     let mut dist = DistRun::join(env, cfg, device)?;
     let mut jem = JemStep::new(cfg, device)?;
     dist.prepare(&mut jem.trainer, cfg)?;
-    timed(0, warmup, device, || jem.step());
-    dist.check()?;
-    let before = dist.reduce_seconds.get();
-    let (times, diverged) = timed(iters, 0, device, || jem.step());
-    dist.check()?;
     let iters_f = iters.max(1) as f64;
-    let per_iter = times.iter().sum::<f64>() / iters_f;
-    let reduce = (dist.reduce_seconds.get() - before) / iters_f;
+    let mean_step = |dist: &mut DistRun, jem: &mut JemStep| -> crate::Result<(f64, f64, usize)> {
+        timed(0, warmup, device, || jem.step());
+        dist.check()?;
+        let before = dist.reduce_seconds.get();
+        let (times, diverged) = timed(iters, 0, device, || jem.step());
+        dist.check()?;
+        Ok((times.iter().sum::<f64>() / iters_f, (dist.reduce_seconds.get() - before) / iters_f, diverged))
+    };
+    let (per_iter, _, diverged) = mean_step(&mut dist, &mut jem)?;
+    dist.set_overlap(&mut jem.trainer, cfg, false);
+    let (after_pass, reduce, diverged_after) = mean_step(&mut dist, &mut jem)?;
     let world = dist.world();
     Ok(RankBench {
         world,
         batch: cfg.data.batch_size,
         iters,
         seconds_per_iter: reduce_scalar(&dist.group, per_iter, ReduceOp::Max)?,
+        after_pass_seconds_per_iter: reduce_scalar(&dist.group, after_pass, ReduceOp::Max)?,
         reduce_seconds_per_iter: reduce_scalar(&dist.group, reduce, ReduceOp::Sum)? / world as f64,
-        diverged,
+        overlap: cfg.dist.overlap,
+        diverged: diverged + diverged_after,
         threads: tch::get_num_threads(),
     })
 }
@@ -74,8 +87,11 @@ pub struct Scaling {
     pub threads_per_rank: i32,
     /// t1: seconds per step of one process at batch B.
     pub one_rank_seconds_per_iter: f64,
-    /// tN: seconds per step of N ranks at batch B each.
+    /// tN: seconds per step of N ranks at batch B each, as training runs (`overlap`).
     pub seconds_per_iter: f64,
+    pub overlap: bool,
+    /// tN with the all-reduce after the backward pass, and that all-reduce's seconds.
+    pub after_pass_seconds_per_iter: f64,
     pub reduce_seconds_per_iter: f64,
     /// t1 / tN.
     pub efficiency: f64,
@@ -92,6 +108,8 @@ impl Scaling {
             threads_per_rank: n.threads,
             one_rank_seconds_per_iter,
             seconds_per_iter: n.seconds_per_iter,
+            overlap: n.overlap,
+            after_pass_seconds_per_iter: n.after_pass_seconds_per_iter,
             reduce_seconds_per_iter: n.reduce_seconds_per_iter,
             efficiency,
             speedup: n.world as f64 * efficiency,
@@ -112,7 +130,9 @@ mod tests {
             batch: 16,
             iters: 5,
             seconds_per_iter: 0.5,
+            after_pass_seconds_per_iter: 0.52,
             reduce_seconds_per_iter: 0.01,
+            overlap: true,
             diverged: 0,
             threads: 1,
         };

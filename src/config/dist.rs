@@ -12,6 +12,10 @@ pub struct DistConfig {
     pub timeout: f64,
     /// Size of each gradient all-reduce bucket in MiB (PyTorch DDP's default bucket_cap_mb: 25).
     pub bucket_mb: f64,
+    /// All-reduce each bucket while the backward pass is still computing the others, with c10d's
+    /// Reducer (DistributedDataParallel's engine); false: all buckets after the backward pass,
+    /// timed alone (`ebm bench` then reports the all-reduce seconds).
+    pub overlap: bool,
     /// The collectives' library: `auto` (NCCL when the run's device is CUDA and this build has
     /// NCCL, else Gloo), `gloo` or `nccl`.
     pub backend: BackendChoice,
@@ -67,7 +71,7 @@ impl BackendChoice {
 
 impl Default for DistConfig {
     fn default() -> Self {
-        DistConfig { timeout: 300.0, bucket_mb: 25.0, backend: BackendChoice::Auto }
+        DistConfig { timeout: 300.0, bucket_mb: 25.0, overlap: true, backend: BackendChoice::Auto }
     }
 }
 

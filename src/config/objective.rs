@@ -44,6 +44,12 @@ pub struct ObjectiveConfig {
     pub gen_sigma: f64,
     pub gen_posterior_steps: usize,
     pub gen_posterior_step: f64,
+    /// Learned sampler: weight of the gradient penalty gen_grad_penalty * E_data[|grad_x E(x)|^2]
+    /// on the energy (VERA's stabiliser, Grathwohl et al. 2021); 0 = none.
+    pub gen_grad_penalty: f64,
+    /// Learned sampler: learn the noise level (one scalar, starting at gen_sigma) with the
+    /// generator, instead of keeping gen_sigma fixed.
+    pub gen_learn_sigma: bool,
     /// Kernel Stein discrepancy (`ksd`): the RBF bandwidth h; 0 = the median heuristic on each batch.
     pub ksd_bandwidth: f64,
 }
@@ -81,6 +87,8 @@ impl Default for ObjectiveConfig {
             gen_sigma: 0.1,
             gen_posterior_steps: 5,
             gen_posterior_step: 0.01,
+            gen_grad_penalty: 0.0,
+            gen_learn_sigma: false,
             ksd_bandwidth: 0.0,
         }
     }
@@ -94,6 +102,7 @@ impl ObjectiveConfig {
             (self.px_weight, "objective.px_weight"),
             (self.pxy_weight, "objective.pxy_weight"),
             (self.alpha, "objective.alpha"),
+            (self.gen_grad_penalty, "objective.gen_grad_penalty"),
         ] {
             non_negative(v, key)?;
         }

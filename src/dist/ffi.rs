@@ -10,6 +10,12 @@ pub struct EbmGroup {
     _private: [u8; 0],
 }
 
+/// Opaque: a c10d::Reducer (DistributedDataParallel's gradient reducer) and its process group.
+#[repr(C)]
+pub struct EbmReducer {
+    _private: [u8; 0],
+}
+
 /// Whether this build has c10d's process groups.
 pub const AVAILABLE: bool = cfg!(ebm_c10d);
 
@@ -70,6 +76,18 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> c_int;
     pub fn ebm_dist_barrier(g: *mut EbmGroup, error: *mut *mut c_char) -> c_int;
+    pub fn ebm_dist_reducer_new(
+        g: *mut EbmGroup,
+        params: *const *mut C_tensor,
+        n: c_int,
+        order: *const c_longlong,
+        sizes: *const c_longlong,
+        buckets: c_int,
+        bucket_bytes: c_longlong,
+        error: *mut *mut c_char,
+    ) -> *mut EbmReducer;
+    pub fn ebm_dist_reducer_prepare(r: *mut EbmReducer, loss: *const C_tensor, error: *mut *mut c_char) -> c_int;
+    pub fn ebm_dist_reducer_free(r: *mut EbmReducer);
 }
 
 extern "C" {
@@ -149,6 +167,23 @@ mod absent {
     pub unsafe fn ebm_dist_barrier(_: *mut EbmGroup, _: *mut *mut c_char) -> c_int {
         never()
     }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn ebm_dist_reducer_new(
+        _: *mut EbmGroup,
+        _: *const *mut C_tensor,
+        _: c_int,
+        _: *const c_longlong,
+        _: *const c_longlong,
+        _: c_int,
+        _: c_longlong,
+        _: *mut *mut c_char,
+    ) -> *mut EbmReducer {
+        never()
+    }
+    pub unsafe fn ebm_dist_reducer_prepare(_: *mut EbmReducer, _: *const C_tensor, _: *mut *mut c_char) -> c_int {
+        never()
+    }
+    pub unsafe fn ebm_dist_reducer_free(_: *mut EbmReducer) {}
 }
 #[cfg(not(ebm_c10d))]
 pub use absent::*;

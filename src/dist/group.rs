@@ -290,14 +290,93 @@ impl Group {
         if rc == 0 {
             return Ok(());
         }
-        let msg = take_text(error);
-        bail!(
+        Err(self.failed(what, &take_text(error)))
+    }
+
+    /// The error of a collective `what` that failed with `msg`, naming the ranks that stopped
+    /// answering ([`Group::diagnose`]).
+    pub fn failed(&self, what: &str, msg: &str) -> anyhow::Error {
+        anyhow!(
             "rank {}: {what} across {} ranks failed or timed out (dist.timeout = {:.0} s): {}; {msg}",
             self.rank,
             self.world,
             self.timeout.as_secs_f64(),
             self.diagnose()
         )
+    }
+
+    /// DistributedDataParallel's gradient reducer over this group for `params` (the trainable
+    /// parameters, in the same order on every rank), in buckets of about `bucket_bytes`: see
+    /// [`GradReducer`].
+    pub fn grad_reducer(&self, params: &[Tensor], bucket_bytes: usize) -> crate::Result<GradReducer> {
+        // Gradients come roughly in the reverse of the forward order, which name order follows
+        // more or less: the first bucket holds the last parameters.
+        let mut order: Vec<i64> = Vec::new();
+        let mut sizes: Vec<i64> = Vec::new();
+        let mut bytes = 0;
+        for i in (0..params.len()).rev() {
+            let b = params[i].numel() * params[i].kind().elt_size_in_bytes();
+            if sizes.is_empty() || (bytes + b > bucket_bytes && *sizes.last().expect("one") > 0) {
+                sizes.push(0);
+                bytes = 0;
+            }
+            order.push(i as i64);
+            *sizes.last_mut().expect("one bucket") += 1;
+            bytes += b;
+        }
+        let ptrs: Vec<*mut torch_sys::C_tensor> = params.iter().map(|p| p.as_ptr() as *mut _).collect();
+        let mut error = std::ptr::null_mut();
+        // SAFETY: live group and tensors; the shim copies the tensor handles (shared storage) and
+        // reads the index arrays during the call only.
+        let ptr = unsafe {
+            ffi::ebm_dist_reducer_new(
+                self.ptr,
+                ptrs.as_ptr(),
+                ptrs.len() as i32,
+                order.as_ptr(),
+                sizes.as_ptr(),
+                sizes.len() as i32,
+                bucket_bytes as i64,
+                &mut error,
+            )
+        };
+        if ptr.is_null() {
+            bail!("rank {}: c10d's gradient reducer could not be built: {}", self.rank, take_text(error));
+        }
+        Ok(GradReducer { ptr, buckets: sizes.len() })
+    }
+}
+
+/// c10d's Reducer, the engine of PyTorch's DistributedDataParallel: hooks on the parameters'
+/// gradient accumulators put each gradient (divided by the world size) into its bucket and
+/// all-reduce a bucket as soon as it is full, while the backward pass computes the rest; the pass
+/// ends with every gradient averaged across ranks. Backward passes without [`GradReducer::prepare`]
+/// (the sampler's input gradients) are left alone.
+pub struct GradReducer {
+    ptr: *mut ffi::EbmReducer,
+    /// How many buckets the parameters were split into.
+    pub buckets: usize,
+}
+
+impl GradReducer {
+    /// Arms the reducer for the backward pass of `loss`, which must come next; the parameters
+    /// `loss` does not reach are marked ready (and averaged as zeros) at once.
+    pub fn prepare(&self, loss: &Tensor) -> Result<(), String> {
+        let mut error = std::ptr::null_mut();
+        // SAFETY: live reducer and tensor.
+        let rc = unsafe { ffi::ebm_dist_reducer_prepare(self.ptr, loss.as_ptr(), &mut error) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(take_text(error))
+        }
+    }
+}
+
+impl Drop for GradReducer {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from ebm_dist_reducer_new and is freed once.
+        unsafe { ffi::ebm_dist_reducer_free(self.ptr) }
     }
 }
 

@@ -19,7 +19,7 @@ pub mod launch;
 pub mod shard;
 
 pub use env::Env;
-pub use group::{Group, ReduceOp};
+pub use group::{GradReducer, Group, ReduceOp};
 
 /// Whether this build can join other processes (c10d was compiled in).
 pub const AVAILABLE: bool = ffi::AVAILABLE;

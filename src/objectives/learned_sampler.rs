@@ -14,8 +14,10 @@
 //!   grad_x log q(x) = E_{p(z|x)}[-(x - g(z)) / sigma^2],
 //! with the posterior p(z|x) proportional to N(z; 0, I) N(x; g(z), sigma^2 I) sampled by MCMC
 //! started at the z that generated x (an exact posterior draw, so any kernel that leaves p(z|x)
-//! invariant keeps it exact; the steps decorrelate it from x's own z, without which the estimate
-//! cancels the Jacobian's dependence). PresGAN uses HMC; here `objective.gen_posterior_steps`
+//! invariant keeps each z_K exact given x). The steps must also decorrelate z_K from x's own z:
+//! the estimate is dotted with dx/dphi, which depends on that z, so a chain that has not forgotten
+//! it biases the gradient (measured in the tests: 10 short steps put the noise level's entropy
+//! gradient 25% off, 100 steps within 1%; the recipe trades that bias for speed). PresGAN uses HMC; here `objective.gen_posterior_steps`
 //! MALA steps (Metropolis-corrected, so invariance is exact) whose size starts at
 //! `objective.gen_posterior_step` and is adapted after every step towards an acceptance of 0.57,
 //! s <- s exp(acc - 0.57) (an untrainable variable `objective.generator.posterior_step`, kept in
@@ -25,6 +27,15 @@
 //! has the same expectation as the plain estimate without its O(1/sigma) noise. The loss adds
 //! the surrogate mean_x (grad_x E(x) + s_hat(x)).x with the bracket held constant, whose
 //! phi-gradient is the one above and whose theta-gradient is zero.
+//!
+//! A learned noise level (`objective.gen_learn_sigma`, sigma = exp(log_sigma), one scalar, as
+//! PresGAN and VERA learn theirs): dx/dsigma = eps, and there the control variate is not free,
+//! E[(x - g(z_0))^T eps] / sigma^2 = D / sigma with D the input's size, so the surrogate also
+//! carries -D log sigma, the noise's own entropy, whose sigma-gradient restores that term.
+//!
+//! Stabiliser (`objective.gen_grad_penalty` = lambda, VERA's, Grathwohl et al. 2021, "No MCMC for
+//! me"): lambda E_data[|grad_x E(x)|^2] added to the energy's loss (double backward), which keeps
+//! the energy from digging wells where q's samples never go.
 use super::{Inputs, Objective, Registration, Terms};
 use crate::config::TrainConfig;
 use crate::models::EnergyNet;
@@ -45,13 +56,17 @@ pub struct LearnedSampler {
     gen: nn::Sequential,
     latent: i64,
     shape: Vec<i64>,
+    /// The fixed noise level, or the start of the learned one.
     sigma: f64,
+    /// log sigma when `objective.gen_learn_sigma` (0-d, trainable).
+    log_sigma: Option<Tensor>,
     steps: usize,
     /// The MALA step size on p(z|x), adapted (0-d, untrainable).
     step: Tensor,
     /// The acceptance of the last `loss`, applied to `step` by `commit`.
     pending: RefCell<Option<Tensor>>,
     alpha: f64,
+    grad_penalty: f64,
 }
 
 impl LearnedSampler {
@@ -70,10 +85,12 @@ impl LearnedSampler {
             latent: k,
             shape,
             sigma: o.gen_sigma,
+            log_sigma: o.gen_learn_sigma.then(|| p.var("log_sigma", &[], nn::Init::Const(o.gen_sigma.ln()))),
             steps: o.gen_posterior_steps,
             step: p.var("posterior_step", &[], nn::Init::Const(o.gen_posterior_step)).set_requires_grad(false),
             pending: RefCell::new(None),
             alpha: o.alpha,
+            grad_penalty: o.gen_grad_penalty,
         }
     }
 
@@ -84,11 +101,24 @@ impl LearnedSampler {
         self.gen.forward(z).view(shape.as_slice())
     }
 
+    /// The noise level sigma, 0-d, differentiable in log_sigma when learned (kept in [1e-3, 10]).
+    fn sigma(&self) -> Tensor {
+        match &self.log_sigma {
+            Some(l) => l.exp().clamp(1e-3, 10.0),
+            None => Tensor::from(self.sigma as f32),
+        }
+    }
+
+    /// 1 / sigma^2, held constant.
+    fn precision(&self) -> Tensor {
+        tch::no_grad(|| self.sigma().square().reciprocal())
+    }
+
     /// n draws x = g(z) + sigma eps, differentiable in phi, and their latents z.
     pub fn sample(&self, n: i64, device: tch::Device) -> (Tensor, Tensor) {
         let z = Tensor::randn([n, self.latent], (Kind::Float, device));
         let m = self.mean(&z);
-        let x = &m + m.randn_like() * self.sigma;
+        let x = &m + m.randn_like() * self.sigma().to_device(device);
         (x, z)
     }
 
@@ -97,7 +127,8 @@ impl LearnedSampler {
         let zr = z.detach().set_requires_grad(true);
         let r = (x - self.mean(&zr)).flatten(1, -1);
         let lp = -(zr.square().sum_dim_intlist([1].as_slice(), false, Kind::Float) * 0.5)
-            - r.square().sum_dim_intlist([1].as_slice(), false, Kind::Float) / (2.0 * self.sigma * self.sigma);
+            - r.square().sum_dim_intlist([1].as_slice(), false, Kind::Float)
+                * (self.precision().to_device(x.device()) / 2.0);
         let g = Tensor::run_backward(&[lp.sum(Kind::Float)], &[&zr], false, false).pop().expect("one gradient");
         (lp.detach(), g)
     }
@@ -125,9 +156,25 @@ impl LearnedSampler {
         (z, acc)
     }
 
+    /// The sampler's surrogate loss for draws x = g(z) + sigma eps (differentiable in phi and
+    /// sigma) given grad_x E(x): its phi- and sigma-gradients are those of E_q[E(x)] - H(q) (the
+    /// module's comment). Also the posterior chain's mean acceptance.
+    fn surrogate(&self, x: &Tensor, z: &Tensor, grad_e: Tensor) -> (Tensor, Tensor) {
+        let (z_post, acc) = self.posterior(z, x);
+        let s_hat = tch::no_grad(|| (self.mean(&z_post) - self.mean(z)) * self.precision().to_device(x.device()));
+        let direction = (grad_e + s_hat).detach();
+        let mut surrogate =
+            (direction * x).flatten(1, -1).sum_dim_intlist([1].as_slice(), false, Kind::Float).mean(Kind::Float);
+        if let Some(l) = &self.log_sigma {
+            // -H of the noise, D log sigma, whose gradient the control variate dropped.
+            surrogate -= l.clamp(1e-3f64.ln(), 10f64.ln()) * self.shape.iter().product::<i64>() as f64;
+        }
+        (surrogate, acc)
+    }
+
     /// The estimate of grad_x log q(x) at x from a posterior draw z: -(x - g(z)) / sigma^2.
     pub fn score_estimate(&self, x: &Tensor, z: &Tensor) -> Tensor {
-        tch::no_grad(|| -(x - self.mean(z)) / (self.sigma * self.sigma))
+        tch::no_grad(|| -(x - self.mean(z)) * self.precision().to_device(x.device()))
     }
 }
 
@@ -137,7 +184,7 @@ impl Objective for LearnedSampler {
     }
 
     fn loss(&self, net: &EnergyNet, batch: &Inputs, _n: Option<&mut Negatives>) -> Terms {
-        let x_data = batch.x;
+        let x_data = batch.x.detach().set_requires_grad(self.grad_penalty > 0.0);
         let (x, z) = self.sample(x_data.size()[0], x_data.device());
         // The energy's part: data against q's samples (held fixed).
         let e = net.energy(&Tensor::cat(&[x_data.shallow_clone(), x.detach()], 0), true);
@@ -147,23 +194,27 @@ impl Objective for LearnedSampler {
         if self.alpha > 0.0 {
             loss += (e_pos.square() + e_neg.square()).mean(Kind::Float) * self.alpha;
         }
+        if self.grad_penalty > 0.0 {
+            // |grad_x E|^2 at the data, differentiable in theta (double backward).
+            let g =
+                Tensor::run_backward(&[e_pos.sum(Kind::Float)], &[&x_data], true, true).pop().expect("one gradient");
+            let sq = g.square().flatten(1, -1).sum_dim_intlist([1].as_slice(), false, Kind::Float);
+            loss += sq.mean(Kind::Float) * self.grad_penalty;
+        }
         // The sampler's part: grad_x E(x) (no theta-gradient) plus the posterior score estimate.
         let xr = x.detach().set_requires_grad(true);
         let grad_e = Tensor::run_backward(&[net.energy(&xr, true).sum(Kind::Float)], &[&xr], false, false)
             .pop()
             .expect("one gradient");
-        let (z_post, acc) = self.posterior(&z, &x);
-        let s_hat = tch::no_grad(|| (self.mean(&z_post) - self.mean(&z)) / (self.sigma * self.sigma));
-        let direction = (grad_e + s_hat).detach();
+        let (surrogate, acc) = self.surrogate(&x, &z, grad_e);
         *self.pending.borrow_mut() = Some(acc.shallow_clone());
-        let surrogate =
-            (direction * &x).flatten(1, -1).sum_dim_intlist([1].as_slice(), false, Kind::Float).mean(Kind::Float);
         let total = &loss + &surrogate;
         let logs = vec![
             ("e_data", e_pos.mean(Kind::Float).detach()),
             ("e_samples", e_neg.mean(Kind::Float).detach()),
             ("posterior_acceptance", acc),
             ("posterior_step", self.step.detach()),
+            ("gen_sigma", self.sigma().detach()),
             ("loss", loss.detach()),
         ];
         Terms { loss: total, logs, samples: Some(x.detach()) }
@@ -226,5 +277,35 @@ mod tests {
         let err = (&est - &truth).abs().max().double_value(&[]);
         assert!(err < 0.05, "estimate {est:?} vs closed form {truth:?}");
         assert!(accs.iter().all(|&a| a > 0.3 && a < 1.0), "acceptance {accs:?}");
+    }
+
+    /// With a learned noise level and a zero energy, the surrogate's gradient in log sigma is that
+    /// of -H(q) for the Gaussian q = N(m, S), S = A A^T + sigma^2 I: -H = -log det(2 pi e S) / 2,
+    /// whose log-sigma derivative is -sigma^2 tr(S^-1). Without the D log sigma term it would be
+    /// off by D = 2. The chain must forget the generating z (here 100 steps; after 10 steps of 0.1
+    /// the estimate was -0.53 against -0.42: the bias of a short posterior chain).
+    #[test]
+    fn the_learned_noise_level_gets_the_entropy_gradient_of_a_linear_gaussian_sampler() {
+        tch::manual_seed(3);
+        let (vs, mut s) = sampler(&[
+            "objective.gen_latent=2",
+            "objective.gen_sigma=0.5",
+            "objective.gen_learn_sigma=true",
+            "objective.gen_posterior_steps=100",
+            "objective.gen_posterior_step=0.5",
+        ]);
+        let a = Tensor::from_slice(&[1.0f32, 0.5, -0.3, 0.8]).view([2, 2]);
+        let m = Tensor::from_slice(&[0.2f32, -0.1]);
+        let (a2, m2) = (a.shallow_clone(), m.shallow_clone());
+        s.gen = nn::seq().add_fn(move |z| z.mm(&a2.tr()) + &m2);
+        let log_sigma = s.log_sigma.as_ref().unwrap().shallow_clone();
+        let (x, z) = s.sample(40_000, Device::Cpu);
+        let (surrogate, _) = s.surrogate(&x, &z, x.zeros_like());
+        let g = Tensor::run_backward(&[surrogate], &[&log_sigma], false, false).pop().unwrap().double_value(&[]);
+        eprintln!("d/dlog sigma {g}");
+        let cov = a.mm(&a.tr()) + Tensor::eye(2, (Kind::Float, Device::Cpu)) * 0.25;
+        let truth = -0.25 * cov.inverse().trace().double_value(&[]);
+        assert!((g - truth).abs() < 0.03 * truth.abs().max(1.0), "d/dlog sigma {g} vs closed form {truth}");
+        drop(vs);
     }
 }

@@ -4,10 +4,15 @@
 //! Accelerating Data Parallel Training", VLDB). With every rank's loss a mean over its own B
 //! examples, the average of the W gradients is the gradient of the mean over all W x B examples.
 //!
-//! tch exposes no per-parameter backward hooks, so the buckets are reduced after the backward
-//! pass, not overlapped with it.
+//! Two ways (`dist.overlap`):
+//! - overlapped (the default): c10d's own Reducer, the engine of DistributedDataParallel, hooks
+//!   the parameters' gradient accumulators and all-reduces each bucket as soon as its gradients
+//!   are in, while the backward pass computes the rest ([`crate::dist::GradReducer`]);
+//! - after the pass: the buckets here, one after another, timed (for `ebm bench`).
+//!
+//! Both give the same average (to float rounding: the Reducer divides before summing).
 use super::trainer::GradientReducer;
-use crate::dist::{Group, ReduceOp};
+use crate::dist::{GradReducer, Group, ReduceOp};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
@@ -20,6 +25,9 @@ pub type Failure = Rc<RefCell<Option<anyhow::Error>>>;
 pub struct AllReduce {
     group: Rc<Group>,
     bucket_bytes: usize,
+    /// Overlap the all-reduce with the backward pass (built at the first backward pass).
+    overlap: bool,
+    reducer: Option<GradReducer>,
     /// Seconds spent in all-reduce so far (for `ebm bench` and the run's summary).
     pub seconds: Rc<Cell<f64>>,
     /// The first failure; later steps reduce nothing.
@@ -27,9 +35,20 @@ pub struct AllReduce {
 }
 
 impl AllReduce {
-    pub fn new(group: Rc<Group>, bucket_mb: f64) -> Self {
-        let bucket_bytes = (bucket_mb * 1024.0 * 1024.0) as usize;
-        AllReduce { group, bucket_bytes: bucket_bytes.max(1), seconds: Rc::default(), failure: Rc::default() }
+    pub fn new(group: Rc<Group>, bucket_mb: f64, overlap: bool) -> Self {
+        let bucket_bytes = ((bucket_mb * 1024.0 * 1024.0) as usize).max(1);
+        AllReduce { group, bucket_bytes, overlap, reducer: None, seconds: Rc::default(), failure: Rc::default() }
+    }
+
+    /// The backward pass with c10d's Reducer armed: the averages are in `.grad()` when it returns.
+    fn overlapped_backward(&mut self, loss: &Tensor, params: &[(String, Tensor)]) -> crate::Result<()> {
+        if self.reducer.is_none() {
+            let ps: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
+            self.reducer = Some(self.group.grad_reducer(&ps, self.bucket_bytes)?);
+        }
+        let reducer = self.reducer.as_ref().expect("built above");
+        reducer.prepare(loss).map_err(|e| self.group.failed("arming the gradient reducer", &e))?;
+        loss.f_backward().map_err(|e| self.group.failed("the overlapped gradient all-reduce", &e.to_string()))
     }
 
     /// The parameters' indices in buckets of about `bucket_bytes` (at least one parameter each).
@@ -64,8 +83,17 @@ impl AllReduce {
 }
 
 impl GradientReducer for AllReduce {
+    fn backward(&mut self, loss: &Tensor, params: &[(String, Tensor)]) {
+        if !self.overlap || self.failure.borrow().is_some() {
+            return loss.backward();
+        }
+        if let Err(e) = self.overlapped_backward(loss, params) {
+            *self.failure.borrow_mut() = Some(e);
+        }
+    }
+
     fn reduce(&mut self, params: &[(String, Tensor)]) {
-        if self.failure.borrow().is_some() {
+        if self.overlap || self.failure.borrow().is_some() {
             return;
         }
         let start = Instant::now();

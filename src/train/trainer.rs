@@ -25,6 +25,12 @@ pub trait GradientReducer {
     /// name, in name order: the same order in every process).
     fn reduce(&mut self, params: &[(String, Tensor)]);
 
+    /// Runs the backward pass of `loss` into the parameters' `.grad()`; a reducer may combine
+    /// the gradients during it (then its [`GradientReducer::reduce`] has nothing left to do).
+    fn backward(&mut self, loss: &Tensor, _params: &[(String, Tensor)]) {
+        loss.backward();
+    }
+
     /// Whether any process's step diverged, given this one's verdict: every process must take
     /// the same decision (roll back together). One process: its own verdict.
     fn any_diverged(&mut self, here: bool) -> bool {
@@ -146,9 +152,12 @@ impl Trainer {
     /// Gradients of `loss` in `.grad()`, combined across processes when a reducer is set.
     fn backward(&mut self, loss: &Tensor) {
         self.opt.zero_grad();
-        loss.backward();
-        if let Some(r) = &mut self.reducer {
-            r.reduce(self.opt.parameters());
+        match &mut self.reducer {
+            Some(r) => {
+                r.backward(loss, self.opt.parameters());
+                r.reduce(self.opt.parameters());
+            }
+            None => loss.backward(),
         }
     }
 
