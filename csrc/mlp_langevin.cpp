@@ -16,7 +16,11 @@
 //   jem:      x <- x - g * step;       x <- x + N(0, noise^2)
 //   textbook: x <- x - g * (step / 2); x <- x + N(0, step)
 //   igebm:    x <- x + N(0, noise^2);  x <- x - clamp(g, -c, c) * step
-// then the optional clamp. The noise of each step is drawn by one normal_ call on a tensor of the
+// then the optional clamp. With a narrow input (D <= 4 columns: the 2-D densities) the first
+// layer's product and the input gradient's last one are written out here, not left to sgemm,
+// whose packing costs more than the 2 D H multiply-adds per point; the gradient's sums over H run
+// in 16 interleaved partial sums added pairwise (a fixed order, whatever the vector width). The
+// noise of each step is drawn by one normal_ call on a tensor of the
 // chains' shape from libtorch's default generator, as the autograd path draws it, so the random
 // stream is the same. Compiled with -ffp-contract=off: no multiply-add is fused behind our back.
 #include "shim.h"
@@ -46,7 +50,13 @@ struct Mlp {
   at::Tensor head;             // w [H_L]
   float head_bias = 0.0f;
   int act = kSwish;
+  // With a narrow input: W_1's columns, cols[k * H_1 + j] = W_1[j, k] (else empty).
+  std::vector<float> cols;
+  bool narrow_input() const { return !cols.empty(); }
 };
+
+// Input columns up to which the first layer and the input gradient are computed here.
+constexpr int64_t kNarrowInput = 4;
 
 Mlp make_mlp(const at::Tensor *const *w, const at::Tensor *const *b, int64_t layers, const at::Tensor *head_w,
              const at::Tensor *head_b, int act) {
@@ -66,14 +76,30 @@ Mlp make_mlp(const at::Tensor *const *w, const at::Tensor *const *b, int64_t lay
   m.head = head_w->detach().contiguous().view({-1});
   TORCH_CHECK(m.head.numel() == m.w.back().size(0), "the head's input size differs from the last layer's");
   m.head_bias = head_b->detach().item<float>();
+  const int64_t h = m.w[0].size(0), d = m.w[0].size(1);
+  if (d <= kNarrowInput) {
+    const float *w0 = m.w[0].data_ptr<float>();
+    m.cols.resize(static_cast<size_t>(h * d));
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t k = 0; k < d; ++k) m.cols[k * h + j] = w0[j * d + k];
+  }
   return m;
 }
+
+// The views of a Scratch's buffers that a tile of p points uses, made once per tile size (a
+// tensor view costs a dispatch; a run takes thousands of tiles of the same size).
+struct Views {
+  int64_t p = -1;
+  std::vector<at::Tensor> z, d, up;  // z_l [p, H_l]; act'(z_l) [p, H_l]; dE/da_{l-1} [p, H_{l-1}] (l >= 1)
+  at::Tensor delta;                  // delta_L [p, H_L]
+};
 
 // Buffers for tiles of up to `rows` points: act'(z_l) of every layer, two activation buffers and
 // two gradient buffers of the widest layer.
 struct Scratch {
   std::vector<at::Tensor> d;
   at::Tensor a[2], g[2];
+  Views full, last;
   Scratch(const Mlp &m, int64_t rows) {
     int64_t widest = 0;
     for (const auto &w : m.w) {
@@ -84,8 +110,39 @@ struct Scratch {
       a[i] = at::empty({rows, widest}, m.w[0].options());
       g[i] = at::empty({rows, widest}, m.w[0].options());
     }
+    full = make(m, rows);
+  }
+  Views make(const Mlp &m, int64_t p) const {
+    const int64_t layers = static_cast<int64_t>(m.w.size());
+    Views v;
+    v.p = p;
+    for (int64_t l = 0; l < layers; ++l) {
+      v.z.push_back(a[l % 2].narrow(1, 0, m.w[l].size(0)).narrow(0, 0, p));
+      v.d.push_back(d[l].narrow(0, 0, p));
+      v.up.push_back(l == 0 ? at::Tensor() : g[(layers - l) % 2].narrow(1, 0, m.w[l].size(1)).narrow(0, 0, p));
+    }
+    v.delta = g[0].narrow(1, 0, m.w.back().size(0)).narrow(0, 0, p);
+    return v;
+  }
+  Views &views(const Mlp &m, int64_t p) {
+    if (p == full.p) return full;
+    if (p != last.p) last = make(m, p);
+    return last;
   }
 };
+
+// sum_j a[j] b[j], j < n, in 16 interleaved partial sums added pairwise at the end: a fixed order,
+// so a vectorising compiler gives the same float at any vector width.
+inline float dot16(const float *a, const float *b, int64_t n) {
+  float acc[16] = {0.0f};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l];
+  for (int l = 0; j < n; ++j, ++l) acc[l] += a[j] * b[j];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
 
 // z <- act(z) in place, d <- act'(z) (d holds sigmoid(z) on entry for swish).
 void activate(int act, float *z, float *d, int64_t n) {
@@ -105,47 +162,68 @@ void activate(int act, float *z, float *d, int64_t n) {
   }
 }
 
-// dE/dx of the tile x [p, D] into gx [p, D]; E(x) into energy [p] when it is given.
-void tile_grad(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &gx, float *energy) {
-  const int64_t p = x.size(0), layers = static_cast<int64_t>(m.w.size());
-  at::Tensor in = x;
+// dE/dx of rows [r, r + p) of x [N, D] into the same rows of g [N, D]; E(x) into energy [p] when
+// it is given.
+void tile_grad(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &g, int64_t r, int64_t p, float *energy) {
+  const int64_t layers = static_cast<int64_t>(m.w.size()), dim = m.w[0].size(1);
+  Views &v = s.views(m, p);
   for (int64_t l = 0; l < layers; ++l) {
     const int64_t h = m.w[l].size(0);
-    at::Tensor z = s.a[l % 2].narrow(1, 0, h).narrow(0, 0, p);
-    at::Tensor d = s.d[l].narrow(0, 0, p);
-    at::addmm_out(z, m.b[l], in, m.wt[l]);
-    at::sigmoid_out(d, z);
-    activate(m.act, z.data_ptr<float>(), d.data_ptr<float>(), p * h);
-    in = z;
+    at::Tensor &z = v.z[l];
+    if (l == 0 && m.narrow_input()) {
+      // z_1 = x W_1^T + b_1, one input column at a time, then the bias (addmm's order).
+      const float *xp = x.data_ptr<float>() + r * dim, *c = m.cols.data(), *b = m.b[0].data_ptr<float>();
+      float *zp = z.data_ptr<float>();
+      for (int64_t i = 0; i < p; ++i) {
+        float *zi = zp + i * h;
+        const float x0 = xp[i * dim];
+        for (int64_t j = 0; j < h; ++j) zi[j] = x0 * c[j];
+        for (int64_t k = 1; k < dim; ++k) {
+          const float xk = xp[i * dim + k];
+          for (int64_t j = 0; j < h; ++j) zi[j] = zi[j] + xk * c[k * h + j];
+        }
+        for (int64_t j = 0; j < h; ++j) zi[j] = zi[j] + b[j];
+      }
+    } else {
+      at::addmm_out(z, m.b[l], l == 0 ? x.narrow(0, r, p) : v.z[l - 1], m.wt[l]);
+    }
+    at::sigmoid_out(v.d[l], z);
+    activate(m.act, z.data_ptr<float>(), v.d[l].data_ptr<float>(), p * h);
   }
   const int64_t h = m.head.numel();
   const float *w = m.head.data_ptr<float>();
   if (energy != nullptr) {
-    const float *a = in.data_ptr<float>();
-    for (int64_t i = 0; i < p; ++i) {
-      float f = 0.0f;
-      for (int64_t j = 0; j < h; ++j) f += a[i * h + j] * w[j];
-      energy[i] = -(f + m.head_bias);
-    }
+    const float *a = v.z[layers - 1].data_ptr<float>();
+    for (int64_t i = 0; i < p; ++i) energy[i] = -(dot16(a + i * h, w, h) + m.head_bias);
   }
   // delta_L = -w * act'(z_L), then back through the layers.
-  at::Tensor delta = s.g[0].narrow(1, 0, h).narrow(0, 0, p);
+  at::Tensor *delta = &v.delta;
   {
-    float *dl = delta.data_ptr<float>();
-    const float *dd = s.d[layers - 1].data_ptr<float>();
+    float *dl = delta->data_ptr<float>();
+    const float *dd = v.d[layers - 1].data_ptr<float>();
     for (int64_t i = 0; i < p; ++i)
       for (int64_t j = 0; j < h; ++j) dl[i * h + j] = -w[j] * dd[i * h + j];
   }
   for (int64_t l = layers - 1; l >= 1; --l) {
     const int64_t hin = m.w[l].size(1);
-    at::Tensor up = s.g[(layers - l) % 2].narrow(1, 0, hin).narrow(0, 0, p);
-    at::mm_out(up, delta, m.w[l]);
+    at::Tensor &up = v.up[l];
+    at::mm_out(up, *delta, m.w[l]);
     float *u = up.data_ptr<float>();
-    const float *dd = s.d[l - 1].data_ptr<float>();
+    const float *dd = v.d[l - 1].data_ptr<float>();
     for (int64_t i = 0; i < p * hin; ++i) u[i] *= dd[i];
-    delta = up;
+    delta = &up;
   }
-  at::mm_out(gx, delta, m.w[0]);
+  if (m.narrow_input()) {
+    // dE/dx[i, k] = sum_j delta_1[i, j] W_1[j, k].
+    const int64_t h1 = m.w[0].size(0);
+    const float *dp = delta->data_ptr<float>(), *c = m.cols.data();
+    float *gp = g.data_ptr<float>() + r * dim;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t k = 0; k < dim; ++k) gp[i * dim + k] = dot16(dp + i * h1, c + k * h1, h1);
+  } else {
+    at::Tensor gx = g.narrow(0, r, p);
+    at::mm_out(gx, *delta, m.w[0]);
+  }
 }
 
 // One scratch per libtorch thread, each for tiles of up to `rows` points.
@@ -168,8 +246,7 @@ void grad_all(const Mlp &m, Scratches &s, const at::Tensor &x, at::Tensor &g, in
     Scratch &mine = s.per_thread[std::min<size_t>(at::get_thread_num(), s.per_thread.size() - 1)];
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r = t * tile, p = std::min(tile, n - r);
-      at::Tensor gx = g.narrow(0, r, p);
-      tile_grad(m, mine, x.narrow(0, r, p), gx, energy == nullptr ? nullptr : energy + r);
+      tile_grad(m, mine, x, g, r, p, energy == nullptr ? nullptr : energy + r);
     }
   };
   if (tiles == 1 || s.per_thread.size() == 1) {

@@ -292,6 +292,16 @@ const UNIFORM_KL: [f64; 3] = [1.26, 1.10, 0.69];
 /// The margin in nats by which a method that learns a density must beat the uniform baseline.
 const MARGIN: f64 = 0.05;
 
+/// `ebm experiment toy2d ARGS --test-points 5000 --json` into a fresh folder, its JSON result.
+fn toy2d_json(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec!["experiment", "toy2d"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--test-points", "5000", "--out", dir.path().to_str().unwrap(), "--json"]);
+    let out = ok(&all);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 /// `ebm experiment toy2d --density NAME` at the size of the README's table, in its own process
 /// (it trains in-process, and libtorch's generator and thread count are global, so it must not
 /// share a process with the other tests of this file; one density per test, so that the three
@@ -301,19 +311,7 @@ const MARGIN: f64 = 0.05;
 /// 2 x MARGIN, as the README's table says.
 fn every_objective_learns_within_its_stated_kl(k: usize, not_beating: &[&str]) {
     let toy = ebm::experiments::toy2d::DENSITIES[k];
-    let dir = tempfile::tempdir().unwrap();
-    let out = ok(&[
-        "experiment",
-        "toy2d",
-        "--density",
-        toy.name(),
-        "--test-points",
-        "5000",
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--json",
-    ]);
-    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let r = toy2d_json(&["--density", toy.name()]);
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), TOY2D_SEEN.len());
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
@@ -371,23 +369,7 @@ fn every_objective_learns_checkerboard_within_its_stated_kl() {
 /// held-out LL 0.27 and 0.13 nats over the baseline's; the uniform's KL is 0.69).
 #[test]
 fn the_learned_sampler_learns_checkerboard_given_2340_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = ok(&[
-        "experiment",
-        "toy2d",
-        "--objective",
-        "learned-sampler",
-        "--density",
-        "checkerboard",
-        "--epochs",
-        "30",
-        "--test-points",
-        "5000",
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--json",
-    ]);
-    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let r = toy2d_json(&["--objective", "learned-sampler", "--density", "checkerboard", "--epochs", "30"]);
     let (row, truth) = (&r["rows"][0], &r["truths"][0]);
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
     eprintln!("learned-sampler on checkerboard, 30 epochs: {row}");

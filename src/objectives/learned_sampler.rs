@@ -244,6 +244,15 @@ mod tests {
         (vs, s)
     }
 
+    /// Replaces the generator by the linear g(z) = A z + m of the closed-form tests; returns (A, m).
+    fn make_linear(s: &mut LearnedSampler) -> (Tensor, Tensor) {
+        let a = Tensor::from_slice(&[1.0f32, 0.5, -0.3, 0.8]).view([2, 2]);
+        let m = Tensor::from_slice(&[0.2f32, -0.1]);
+        let (a2, m2) = (a.shallow_clone(), m.shallow_clone());
+        s.gen = nn::seq().add_fn(move |z| z.mm(&a2.tr()) + &m2);
+        (a, m)
+    }
+
     /// For a linear generator g(z) = A z + m the sampler is Gaussian, q = N(m, A A^T + sigma^2 I),
     /// and its score is known: the posterior-MALA estimate, averaged over many posterior draws at
     /// fixed x, matches -(A A^T + sigma^2 I)^{-1} (x - m).
@@ -256,10 +265,7 @@ mod tests {
             "objective.gen_posterior_steps=20",
             "objective.gen_posterior_step=0.1",
         ]);
-        let a = Tensor::from_slice(&[1.0f32, 0.5, -0.3, 0.8]).view([2, 2]);
-        let m = Tensor::from_slice(&[0.2f32, -0.1]);
-        let (a2, m2) = (a.shallow_clone(), m.shallow_clone());
-        s.gen = nn::seq().add_fn(move |z| z.mm(&a2.tr()) + &m2);
+        let (a, m) = make_linear(&mut s);
         drop(vs);
         let n = 20_000;
         let x = Tensor::from_slice(&[1.0f32, -0.5]).view([1, 2]).expand([n, 2], false).contiguous();
@@ -294,10 +300,7 @@ mod tests {
             "objective.gen_posterior_steps=100",
             "objective.gen_posterior_step=0.5",
         ]);
-        let a = Tensor::from_slice(&[1.0f32, 0.5, -0.3, 0.8]).view([2, 2]);
-        let m = Tensor::from_slice(&[0.2f32, -0.1]);
-        let (a2, m2) = (a.shallow_clone(), m.shallow_clone());
-        s.gen = nn::seq().add_fn(move |z| z.mm(&a2.tr()) + &m2);
+        let (a, _) = make_linear(&mut s);
         let log_sigma = s.log_sigma.as_ref().unwrap().shallow_clone();
         let (x, z) = s.sample(40_000, Device::Cpu);
         let (surrogate, _) = s.surrogate(&x, &z, x.zeros_like());
