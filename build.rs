@@ -44,14 +44,21 @@ fn compile_ops(lib: &Path) {
         .cpp(true)
         .file("csrc/ops.cpp")
         .file("csrc/mlp_langevin.cpp")
+        .file("csrc/mlp_avx512.cpp")
         .include(root.join("include"))
         .flag("-std=c++17")
         .flag("-w")
         // Arithmetic exactly as written (csrc/mlp_langevin.cpp mirrors the tensor ops' roundings).
         .flag("-ffp-contract=off")
+        // at::parallel_for is a header template that runs `#pragma omp parallel` (libtorch's CPU
+        // build uses OpenMP): without -fopenmp it would run every chunk on the calling thread.
+        .flag("-fopenmp")
         .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .compile("ebm_ops");
+    // The OpenMP runtime those pragmas call: libgomp.so.1, which libtorch_cpu already loads (the
+    // torch wheel's own copy, found first through its rpath).
+    println!("cargo:rustc-link-lib=dylib=gomp");
 }
 
 /// csrc/dist.cpp (c10d's TCPStore and ProcessGroupGloo, exported by libtorch_cpu) when Gloo's

@@ -19,10 +19,13 @@
 // then the optional clamp. With a narrow input (D <= 4 columns: the 2-D densities) the first
 // layer's product and the input gradient's last one are written out here, not left to sgemm,
 // whose packing costs more than the 2 D H multiply-adds per point; the gradient's sums over H run
-// in 16 interleaved partial sums added pairwise (a fixed order, whatever the vector width). The
+// in 16 interleaved partial sums added pairwise (a fixed order, whatever the vector width). On a
+// CPU with AVX-512F, with hidden widths that are multiples of 32, the whole tile runs on
+// csrc/mlp_avx512.cpp's kernels (products with the activation applied in registers). The
 // noise of each step is drawn by one normal_ call on a tensor of the
 // chains' shape from libtorch's default generator, as the autograd path draws it, so the random
 // stream is the same. Compiled with -ffp-contract=off: no multiply-add is fused behind our back.
+#include "mlp_avx512.h"
 #include "shim.h"
 
 #include <ATen/Parallel.h>
@@ -34,6 +37,7 @@
 #include <ATen/ops/sigmoid.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -53,10 +57,17 @@ struct Mlp {
   // With a narrow input: W_1's columns, cols[k * H_1 + j] = W_1[j, k] (else empty).
   std::vector<float> cols;
   bool narrow_input() const { return !cols.empty(); }
+  // The AVX-512 path (csrc/mlp_avx512.cpp): a narrow input, hidden widths all equal and a
+  // multiple of 32, a CPU with AVX-512F. fwd[l] packs W_l^T, bwd[l] packs W_l (l >= 1).
+  bool fast = false;
+  std::vector<ebm_avx512::Packed> fwd, bwd;
 };
 
 // Input columns up to which the first layer and the input gradient are computed here.
 constexpr int64_t kNarrowInput = 4;
+
+// Whether an MLP of input width d and hidden width h (every layer) takes the AVX-512 path.
+bool avx512_path(int64_t d, int64_t h) { return d <= kNarrowInput && h % 32 == 0 && ebm_avx512::available(); }
 
 Mlp make_mlp(const at::Tensor *const *w, const at::Tensor *const *b, int64_t layers, const at::Tensor *head_w,
              const at::Tensor *head_b, int act) {
@@ -82,6 +93,17 @@ Mlp make_mlp(const at::Tensor *const *w, const at::Tensor *const *b, int64_t lay
     m.cols.resize(static_cast<size_t>(h * d));
     for (int64_t j = 0; j < h; ++j)
       for (int64_t k = 0; k < d; ++k) m.cols[k * h + j] = w0[j * d + k];
+  }
+  m.fast = avx512_path(d, h);
+  for (const auto &wl : m.w) m.fast = m.fast && wl.size(0) == h;
+  if (m.fast) {
+    m.fwd.resize(static_cast<size_t>(layers));
+    m.bwd.resize(static_cast<size_t>(layers));
+    for (int64_t l = 1; l < layers; ++l) {
+      const float *wp = m.w[l].data_ptr<float>();
+      m.fwd[l] = ebm_avx512::pack(wp, h, h, 1, h);
+      m.bwd[l] = ebm_avx512::pack(wp, h, h, h, 1);
+    }
   }
   return m;
 }
@@ -162,11 +184,45 @@ void activate(int act, float *z, float *d, int64_t n) {
   }
 }
 
+float *ptr(const at::Tensor &t) { return t.data_ptr<float>(); }
+
+// tile_grad on the AVX-512 path (m.fast), no libtorch call per tile: x and g point at the tile's
+// rows. The last layer's forward writes delta_L = -w act'(z_L) directly.
+void tile_grad_fast(const Mlp &m, Views &v, const float *x, float *g, int64_t p, float *energy) {
+  const int64_t layers = static_cast<int64_t>(m.w.size()), dim = m.w[0].size(1), h = m.w[0].size(0);
+  const float *w = ptr(m.head);
+  for (int64_t l = 0; l < layers; ++l) {
+    const bool last = l == layers - 1;
+    const at::Tensor &d = last ? v.delta : v.d[l];
+    if (l == 0)
+      ebm_avx512::first_layer(x, p, dim, m.cols.data(), ptr(m.b[0]), h, m.act, ptr(v.z[0]), v.z[0].stride(0), ptr(d),
+                              d.stride(0), last ? w : nullptr);
+    else
+      ebm_avx512::forward(ptr(v.z[l - 1]), p, v.z[l - 1].stride(0), m.fwd[l], ptr(m.b[l]), m.act, ptr(v.z[l]),
+                          v.z[l].stride(0), ptr(d), d.stride(0), last ? w : nullptr);
+  }
+  if (energy != nullptr) {
+    const float *a = ptr(v.z[layers - 1]);
+    for (int64_t i = 0; i < p; ++i) energy[i] = -(dot16(a + i * h, w, h) + m.head_bias);
+  }
+  const at::Tensor *delta = &v.delta;
+  for (int64_t l = layers - 1; l >= 1; --l) {
+    ebm_avx512::backward(ptr(*delta), p, delta->stride(0), m.bwd[l], ptr(v.d[l - 1]), v.d[l - 1].stride(0),
+                         ptr(v.up[l]), v.up[l].stride(0));
+    delta = &v.up[l];
+  }
+  ebm_avx512::input_grad(ptr(*delta), p, delta->stride(0), m.cols.data(), h, dim, g);
+}
+
 // dE/dx of rows [r, r + p) of x [N, D] into the same rows of g [N, D]; E(x) into energy [p] when
 // it is given.
 void tile_grad(const Mlp &m, Scratch &s, const at::Tensor &x, at::Tensor &g, int64_t r, int64_t p, float *energy) {
   const int64_t layers = static_cast<int64_t>(m.w.size()), dim = m.w[0].size(1);
   Views &v = s.views(m, p);
+  if (m.fast) {
+    tile_grad_fast(m, v, x.data_ptr<float>() + r * dim, g.data_ptr<float>() + r * dim, p, energy);
+    return;
+  }
   for (int64_t l = 0; l < layers; ++l) {
     const int64_t h = m.w[l].size(0);
     at::Tensor &z = v.z[l];
@@ -240,9 +296,15 @@ struct Scratches {
 // threads take them in parallel (each with its own scratch; the matrix products inside a parallel
 // region run on one thread). A tile's result does not depend on which thread computes it, so the
 // chains are the same at any thread count.
+// The most threads that have computed tiles at once since ebm_mlp_threads_used last read it.
+std::atomic<int> threads_used{0};
+
 void grad_all(const Mlp &m, Scratches &s, const at::Tensor &x, at::Tensor &g, int64_t tile, float *energy) {
   const int64_t n = x.size(0), tiles = (n + tile - 1) / tile;
   auto run = [&](int64_t begin, int64_t end) {
+    const int me = at::get_thread_num() + 1;
+    for (int seen = threads_used.load(); seen < me && !threads_used.compare_exchange_weak(seen, me);) {
+    }
     Scratch &mine = s.per_thread[std::min<size_t>(at::get_thread_num(), s.per_thread.size() - 1)];
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r = t * tile, p = std::min(tile, n - r);
@@ -317,6 +379,13 @@ at::Tensor chains_copy(const at::Tensor *x0, const Mlp &m) {
 }  // namespace
 
 extern "C" {
+
+// 1 when an MLP energy of input width `dim` and hidden width `hidden` runs its products on the
+// AVX-512 kernels (csrc/mlp_avx512.cpp), 0 when on libtorch's sgemm.
+int ebm_mlp_avx512(int64_t dim, int64_t hidden) { return avx512_path(dim, hidden) ? 1 : 0; }
+
+// The most threads that have computed tiles at once since the last call (then 0 again).
+int ebm_mlp_threads_used() { return threads_used.exchange(0); }
 
 // E(x) and dE/dx of the MLP energy at x [N, D], by the hand-written backward pass; returns the
 // gradient and sets *energy to a new tensor [N].

@@ -5,7 +5,10 @@
 # must not change the maths is checked by:
 #   scripts/run-fingerprints.sh OLD_EBM /tmp/a > a.txt; scripts/run-fingerprints.sh NEW_EBM /tmp/b > b.txt; diff a.txt b.txt
 # (about 1 minute per build on 2 cores). OUT is emptied first. THREADS=N (default 1) sets
-# train.threads: two runs of one build at any N must print the same lines.
+# train.threads: two runs of one build at the same N must print the same lines. Across thread
+# counts the MLP runs print the same lines (the fused sampler's tiles are whole per thread), the
+# convolutional ones (jem, jempxy, igebm) do not: seen 2026-12-03 at 1 against 2 threads, on the
+# builds before and after the AVX-512 sampler kernels alike (libtorch's CPU convolutions).
 set -euo pipefail
 BIN=$(realpath "${1:?usage: scripts/run-fingerprints.sh EBM_BINARY OUT_DIR}")
 R=${2:?usage: scripts/run-fingerprints.sh EBM_BINARY OUT_DIR}

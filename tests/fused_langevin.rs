@@ -4,7 +4,7 @@
 //! through libtorch's global generator, which no other test may draw from meanwhile.
 use ebm::config::{Activation, ModelConfig, SgldVariant};
 use ebm::models::EnergyNet;
-use ebm::sampling::mlp_langevin::{fused_weights, run, TILE};
+use ebm::sampling::mlp_langevin::{self, fused_weights, run, TILE};
 use ebm::sampling::{Energy, Langevin, Sampler};
 use std::sync::Mutex;
 use tch::{nn, Device, Kind, Tensor};
@@ -82,7 +82,8 @@ fn the_sampler_takes_the_fused_path_exactly_for_mlp_energies() {
 
 /// The tiles are shared out between libtorch's threads, each tile computed whole by one thread:
 /// the chains are bit for bit the same at 1 and 2 threads, and with 300 points (three tiles, the
-/// last one short) as with a single tile.
+/// last one short) as with a single tile; at 2 threads two threads did compute tiles (without
+/// -fopenmp, at::parallel_for ran every tile on the calling thread and this held trivially).
 #[test]
 fn fused_chains_are_the_same_at_any_thread_count() {
     let _lock = GENERATOR.lock().unwrap();
@@ -95,7 +96,9 @@ fn fused_chains_are_the_same_at_any_thread_count() {
     for t in [1, 2] {
         tch::set_num_threads(t);
         tch::manual_seed(5);
+        mlp_langevin::threads_used();
         runs.push(run(&m, &s, &x0, 40, TILE));
+        assert_eq!(mlp_langevin::threads_used(), t as usize, "threads that computed tiles at {t} threads");
     }
     tch::set_num_threads(threads);
     assert!(runs[0].equal(&runs[1]), "1 and 2 threads differ");

@@ -272,7 +272,15 @@ pub fn describe(case: Case, cfg: &TrainConfig) -> String {
                 SgldVariant::Jem => "JEM-form",
                 SgldVariant::Igebm => "IGEBM-form",
             };
-            format!("{label}, {n} points, {} {form} Langevin steps of size {}", s.steps, s.step_size)
+            let m = &cfg.model;
+            let products = match m.input_shape[..] {
+                [d] if crate::sampling::mlp_langevin::avx512_products(d, m.hidden) => "AVX-512 kernels",
+                _ => "libtorch's sgemm",
+            };
+            format!(
+                "{label}, {n} points, {} {form} Langevin steps of size {}; on the CPU the products run on {products}",
+                s.steps, s.step_size
+            )
         }
     }
 }

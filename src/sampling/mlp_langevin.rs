@@ -30,6 +30,8 @@ extern "C" {
         energy: *mut *mut C_tensor,
         error: *mut *mut c_char,
     ) -> *mut C_tensor;
+    fn ebm_mlp_avx512(dim: i64, hidden: i64) -> c_int;
+    fn ebm_mlp_threads_used() -> c_int;
     fn ebm_mlp_langevin(
         x: *const C_tensor,
         w: *const *const C_tensor,
@@ -49,6 +51,21 @@ extern "C" {
         tile: i64,
         error: *mut *mut c_char,
     ) -> *mut C_tensor;
+}
+
+/// Whether an MLP energy of input width `dim` and hidden width `hidden` (every layer) runs its
+/// matrix products on the shim's AVX-512 kernels (`csrc/mlp_avx512.cpp`: an x86-64 CPU with
+/// AVX-512F, `dim` <= 4, `hidden` a multiple of 32) rather than on libtorch's sgemm.
+pub fn avx512_products(dim: usize, hidden: usize) -> bool {
+    // SAFETY: a pure function of two integers and the CPU's features.
+    unsafe { ebm_mlp_avx512(dim as i64, hidden as i64) != 0 }
+}
+
+/// The most threads that have computed tiles at once, in any fused call of this process, since
+/// the previous call of this function (which resets it): how a test sees the tiles really shared.
+pub fn threads_used() -> usize {
+    // SAFETY: reads and resets an atomic counter.
+    unsafe { ebm_mlp_threads_used() as usize }
 }
 
 /// Points per tile: 128 points x 128 hidden units x 4 bytes = 64 KiB per buffer; a tile's five
@@ -194,6 +211,8 @@ mod tests {
             (2, 37, 3, Activation::LeakyRelu, false, 16),
             (3, 64, 2, Activation::LeakyRelu, true, 1000),
             (2, 33, 2, Activation::Swish, true, 50),
+            (1, 32, 2, Activation::Swish, false, 64),
+            (2, 96, 4, Activation::Swish, false, 203),
         ];
         for (layers, hidden, dim, act, spectral, tile) in cases {
             let (_vs, net) = mlp(layers, hidden, dim, act, spectral);
