@@ -292,14 +292,15 @@ const UNIFORM_KL: [f64; 3] = [1.26, 1.10, 0.69];
 /// The margin in nats by which a method that learns a density must beat the uniform baseline.
 const MARGIN: f64 = 0.05;
 
-/// `ebm experiment toy2d ARGS --test-points 5000 --json` into a fresh folder, its JSON result.
-fn toy2d_json(args: &[&str]) -> serde_json::Value {
+/// `ebm experiment toy2d ARGS --test-points 5000 --json` into a fresh folder: the folder (its
+/// figures live as long as it does) and the JSON result.
+fn toy2d_json(args: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let mut all = vec!["experiment", "toy2d"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--test-points", "5000", "--out", dir.path().to_str().unwrap(), "--json"]);
     let out = ok(&all);
-    serde_json::from_str(out.trim()).unwrap()
+    (dir, serde_json::from_str(out.trim()).unwrap())
 }
 
 /// `ebm experiment toy2d --density NAME` at the size of the README's table, in its own process
@@ -311,7 +312,7 @@ fn toy2d_json(args: &[&str]) -> serde_json::Value {
 /// 2 x MARGIN, as the README's table says.
 fn every_objective_learns_within_its_stated_kl(k: usize, not_beating: &[&str]) {
     let toy = ebm::experiments::toy2d::DENSITIES[k];
-    let r = toy2d_json(&["--density", toy.name()]);
+    let (_dir, r) = toy2d_json(&["--density", toy.name()]);
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), TOY2D_SEEN.len());
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
@@ -369,7 +370,7 @@ fn every_objective_learns_checkerboard_within_its_stated_kl() {
 /// held-out LL 0.27 and 0.13 nats over the baseline's; the uniform's KL is 0.69).
 #[test]
 fn the_learned_sampler_learns_checkerboard_given_2340_steps() {
-    let r = toy2d_json(&["--objective", "learned-sampler", "--density", "checkerboard", "--epochs", "30"]);
+    let (_dir, r) = toy2d_json(&["--objective", "learned-sampler", "--density", "checkerboard", "--epochs", "30"]);
     let (row, truth) = (&r["rows"][0], &r["truths"][0]);
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
     eprintln!("learned-sampler on checkerboard, 30 epochs: {row}");
